@@ -1,0 +1,202 @@
+"""The backend facade: plain Python in and out, no printing; the CLI is a thin layer over it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from dlcli import checkpoint, registry
+from dlcli.device import resolve_device, seed_everything, setup_placement, teardown_placement
+from dlcli.errors import CheckpointError, DataError, RecipeError
+from dlcli.recipe import DataConfig, Recipe, data_root, load_recipe, parse_section, resolve_data_path
+from dlcli.schedules import OPTIMIZERS, SCHEDULES
+from dlcli.text.readers import iter_inputs, read_labelled
+from dlcli.trainer import LOWER_IS_BETTER, Trainer
+
+# Recipe sections that must match for --resume to continue the same run.
+_RESUME_KEYS = ("task", "seed", "data", "vocab", "model")
+
+
+def default_output(recipe_path: str | Path) -> Path:
+    return Path("runs") / f"{Path(recipe_path).stem}.pt"
+
+
+def sidecar(out: Path, suffix: str) -> Path:
+    """Files that live next to a checkpoint: `model.pt` -> `model.metrics.jsonl`, ..."""
+    return out.with_name(f"{out.stem}.{suffix}")
+
+
+# ---------------------------------------------------------------- training
+
+
+def train(recipe_path: str | Path, *, overrides: Iterable[str] = (), out: str | Path | None = None,
+          device: str | None = None, data_dir: str | None = None, resume: bool = False,
+          console=None) -> dict[str, Any]:
+    """Train what a recipe describes; returns a summary with the checkpoint path and best score."""
+    recipe = load_recipe(recipe_path, list(overrides))
+    if device:
+        recipe = dataclasses.replace(recipe, device=device)
+    registry.check_recipe(recipe)
+    out = Path(out) if out else default_output(recipe_path)
+    placement = setup_placement(recipe.device)
+    try:
+        return _train(recipe, Path(recipe_path), out, data_dir, resume, placement, console)
+    finally:
+        teardown_placement(placement)
+
+
+def _train(recipe: Recipe, recipe_path: Path, out: Path, data_dir, resume: bool, placement, console):
+    seed_everything(recipe.seed, recipe.train.deterministic)
+    task = _prepare_task(recipe, recipe_path, data_dir)
+    builder, model_kwargs = registry.model_builder(recipe.task, recipe.model)
+    model = builder(*task.model_sizes(), **model_kwargs)
+    task.min_length = getattr(model, "min_length", 1)
+    model.to(placement.device)
+
+    cfg = recipe.train
+    opt_cls, opt_kwargs = registry.resolve("optimizer", OPTIMIZERS, cfg.optimizer, "train.optimizer")
+    optimizer = opt_cls(model.parameters(), **opt_kwargs)
+    steps_per_epoch = max(1, math.ceil(task.num_train / cfg.batch_size) // placement.world_size)
+    total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
+    sched_fn, sched_kwargs = registry.resolve("lr_schedule", SCHEDULES, cfg.lr_schedule, "train.lr_schedule")
+    try:
+        scheduler = sched_fn(optimizer, int(total), steps_per_epoch, **sched_kwargs)
+    except ValueError as exc:
+        raise RecipeError(f"train.lr_schedule: {exc}") from None
+
+    resolved = recipe.to_dict()
+    resolved["model"] = {"type": recipe.model.type, **model_kwargs}
+
+    def save_model(module: torch.nn.Module, metrics: dict) -> None:
+        checkpoint.save(out, {
+            "task": recipe.task, "recipe": resolved,
+            "model": {"type": recipe.model.type, "kwargs": model_kwargs},
+            **task.payload(), "state_dict": module.state_dict(), "metrics": metrics,
+        })
+
+    state_path, log_path = sidecar(out, "train-state.pt"), sidecar(out, "metrics.jsonl")
+    trainer = Trainer(model, task, cfg, optimizer=optimizer, scheduler=scheduler, placement=placement,
+                      seed=recipe.seed, precision=recipe.precision, save_model=save_model,
+                      state_path=state_path, log_path=log_path, console=console)
+    if resume:
+        _restore(trainer, state_path, resolved)
+    elif placement.is_main:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("", encoding="utf-8")
+    if console is not None and placement.is_main:
+        params = sum(p.numel() for p in model.parameters())
+        console.print(f"training {recipe.model.type} on {task.num_train:,} examples, "
+                      f"{len(task.labels)} labels, vocabulary {task.vocab.size:,}, {params:,} parameters, "
+                      f"device {placement.device}" + (f" x{placement.world_size}" if placement.distributed else ""))
+    progress = trainer.fit({"recipe": resolved})
+    best = trainer.metric
+    summary = {"checkpoint": str(out), "steps": progress.global_step, "epochs": progress.epoch,
+               "metric": best, "best_step": progress.best_step}
+    if progress.best is not None:
+        summary["best"] = -progress.best if best in LOWER_IS_BETTER else progress.best
+    return summary
+
+
+def _prepare_task(recipe: Recipe, recipe_path: Path, data_dir):
+    root = data_root(data_dir)
+    if not recipe.data.train:
+        raise RecipeError("data.train: required to train", "name the training file in the recipe")
+
+    def read(name: str):
+        return read_labelled(resolve_data_path(name, root, recipe_path.parent), recipe.data)
+
+    train_records = read(recipe.data.train)
+    dev_records = read(recipe.data.dev) if recipe.data.dev else None
+    vocab_builder, vocab_kwargs = registry.resolve("vocab", registry.VOCABS, recipe.vocab, "vocab")
+    adapter = registry.task_adapter(recipe.task)
+    return adapter.from_records(vocab_builder, vocab_kwargs, recipe.data, train_records, dev_records)
+
+
+def _restore(trainer: Trainer, state_path: Path, resolved: dict) -> None:
+    if not state_path.exists():
+        raise CheckpointError(f"nothing to resume: {state_path.resolve()} does not exist",
+                              "train without --resume first, with the same --out")
+    state = checkpoint.load(state_path, checkpoint.STATE_FORMAT)
+    saved = state.get("recipe", {})
+    changed = [k for k in _RESUME_KEYS if saved.get(k) != resolved.get(k)]
+    if changed:
+        raise RecipeError(f"--resume: the recipe's {', '.join(changed)} differ from the saved run's",
+                          "resume with the recipe the run started with (epochs may grow)")
+    try:
+        trainer.load_state_dict(state["trainer"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{state_path}: train state does not fit this model: {exc}") from None
+    trainer.progress.done = False  # resuming may continue past a finished run when epochs grew
+
+
+# ---------------------------------------------------------------- inference
+
+
+@dataclass
+class LoadedModel:
+    data: dict
+    task: Any
+    model: torch.nn.Module
+
+    @property
+    def recipe(self) -> dict:
+        return self.data["recipe"]
+
+
+def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """Rebuild a model from a checkpoint; only registered types can be named by the file."""
+    path = checkpoint.resolve_model(path)
+    data = checkpoint.load(path)
+    try:
+        task = registry.task_adapter(data["task"]).from_checkpoint(data)
+        builder = registry.lookup(registry.MODELS[data["task"]], data["model"]["type"], "model.type")
+        model = builder(*task.model_sizes(), **data["model"]["kwargs"])
+        model.load_state_dict(data["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError, RecipeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint content does not fit dlcli "
+                              f"{data.get('dlcli_version')}'s models: {exc}") from None
+    model.to(resolve_device(device)).eval()
+    return LoadedModel(data, task, model)
+
+
+def classify(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *,
+             input_format: str = "text", encoding: str = "utf-8", top_k: int | None = None,
+             threshold: float | None = None, batch_size: int | None = None,
+             chunk: int = 4096) -> Iterator[list[dict]]:
+    """Classify a stream of texts; yields lists of JSON-ready records in input order."""
+    predict_cfg = loaded.recipe.get("predict", {})
+    top_k = top_k or predict_cfg.get("top_k", 1)
+    threshold = threshold if threshold is not None else predict_cfg.get("threshold")
+    batch_size = batch_size or predict_cfg.get("batch_size", 256)
+    pending_ids, pending_texts = [], []
+    for id_, text in iter_inputs(stream, source, input_format, encoding):
+        pending_ids.append(id_)
+        pending_texts.append(text)
+        if len(pending_texts) >= chunk:
+            yield loaded.task.predict(loaded.model, pending_ids, pending_texts, top_k, threshold, batch_size)
+            pending_ids, pending_texts = [], []
+    if pending_texts:
+        yield loaded.task.predict(loaded.model, pending_ids, pending_texts, top_k, threshold, batch_size)
+
+
+def evaluate(loaded: LoadedModel, data_path: str | Path, data_overrides: dict | None = None,
+             threshold: float | None = None) -> dict:
+    """Metrics on a labelled file, read with the checkpoint's data options unless overridden."""
+    stored = dict(loaded.recipe.get("data", {}))
+    stored.update({k: v for k, v in (data_overrides or {}).items() if v is not None})
+    cfg = parse_section(DataConfig, stored, "data")
+    path = Path(data_path)
+    if not path.exists():
+        raise DataError(f"data file not found: {path.resolve()}")
+    records = read_labelled(path, cfg)
+    if threshold is None:
+        threshold = loaded.recipe.get("predict", {}).get("threshold")
+    return loaded.task.evaluate(loaded.model, records, threshold)
+
+

@@ -1,0 +1,79 @@
+"""The Typer app and the one place where errors become exit codes (see DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from dlcli.cli import classify, evaluate, info, recipes, train
+from dlcli.errors import DlcliError
+
+app = typer.Typer(
+    name="dlcli",
+    help="Deep learning for NLP and faces from the command line: train from YAML recipes, "
+    "predict in shell pipelines (JSON Lines on stdout, messages on stderr).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("train", epilog=train.EXAMPLES)(train.train_command)
+app.command("classify", epilog=classify.EXAMPLES)(classify.classify_command)
+app.command("evaluate", epilog=evaluate.EXAMPLES)(evaluate.evaluate_command)
+app.command("info", epilog=info.EXAMPLES)(info.info_command)
+app.add_typer(recipes.app, name="recipes")
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
+    if version:
+        from dlcli import __version__
+
+        print(__version__)
+        raise typer.Exit()
+
+
+def _fail(message: str, hint: str | None, code: int) -> int:
+    print(f"dlcli: error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code: 0 ok, 1 runtime/data failure, 2 usage, 130 interrupted."""
+    debug = bool(os.environ.get("DLCLI_DEBUG"))
+    try:
+        result = app(args=argv, prog_name="dlcli", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except DlcliError as exc:
+        if debug:
+            raise
+        return _fail(exc.message, exc.hint, exc.exit_code)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("dlcli: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly; point stdout at devnull so the
+        # interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except Exception as exc:  # a bug: say so briefly, show the traceback on request
+        if debug:
+            raise
+        return _fail(f"internal error: {type(exc).__name__}: {exc}",
+                     "rerun with DLCLI_DEBUG=1 for the traceback, and please report it", 1)
+
+
+def main() -> None:
+    sys.exit(run())

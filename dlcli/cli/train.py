@@ -1,0 +1,48 @@
+"""`dlcli train RECIPE`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+EXAMPLES = """Examples:
+
+  dlcli train recipes/quickstart.yaml --out runs/quickstart.pt
+
+  DLCLI_DATA_DIR=../shared/datasets dlcli train classify/textcnn_trec --set train.epochs=5
+
+  torchrun --nproc-per-node 2 -m dlcli train recipes/classify/textcnn_mr.yaml --device cpu
+"""
+
+
+def train_command(
+    recipe: str = typer.Argument(..., help="Recipe YAML file, or the name of a shipped recipe "
+                                 "(see `dlcli recipes list`)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Checkpoint to write [default: runs/<recipe>.pt]. "
+                             "Its metrics log and resumable train state go next to it."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: KEY=VALUE, "
+                                        "e.g. --set train.epochs=5 (repeatable)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps "
+                               "[default: the recipe's]."),
+    data_dir: str = typer.Option(None, "--data-dir", help="Data root for relative data paths "
+                                 "[default: $DLCLI_DATA_DIR, else ./data]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the train state saved next "
+                                "to --out (after Ctrl-C, or to train more epochs)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
+):
+    """Train a model from a YAML recipe and write one self-describing checkpoint.
+
+    Prints a JSON summary on stdout: {"checkpoint", "metric", "best", "best_step", "steps", "epochs"}.
+    Ctrl-C saves a resumable state and exits 130; continue with --resume.
+    """
+    from dlcli import api
+    from dlcli.cli._io import console, write_json
+    from dlcli.cli.recipes import resolve_recipe
+
+    path = resolve_recipe(recipe)
+    summary = api.train(path, overrides=overrides, out=out, device=device, data_dir=data_dir,
+                        resume=resume, console=console(quiet))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary from rank 0
+        write_json(summary)

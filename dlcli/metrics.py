@@ -1,0 +1,66 @@
+"""Evaluation metrics, returned as plain JSON-ready dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def classification_report(gold: Sequence[int], pred: Sequence[int], labels: Sequence[str]) -> dict:
+    """Accuracy, macro-F1 over labels present in gold or predictions, per-label P/R/F1, confusion."""
+    k = len(labels)
+    confusion = [[0] * k for _ in range(k)]  # rows: gold, columns: predicted
+    for g, p in zip(gold, pred, strict=True):
+        confusion[g][p] += 1
+    n = len(gold)
+    correct = sum(confusion[i][i] for i in range(k))
+    per_label, f1s = {}, []
+    for i, name in enumerate(labels):
+        tp = confusion[i][i]
+        support = sum(confusion[i])
+        predicted = sum(row[i] for row in confusion)
+        if support == 0 and predicted == 0:
+            continue
+        precision, recall, f1 = _prf(tp, predicted - tp, support - tp)
+        per_label[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+        f1s.append(f1)
+    return {
+        "accuracy": correct / n if n else 0.0,
+        "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
+        "n": n,
+        "per_label": per_label,
+        "confusion": {"labels": list(labels), "matrix": confusion},
+    }
+
+
+def multilabel_report(gold: Sequence[set[int]], pred: Sequence[set[int]], labels: Sequence[str]) -> dict:
+    """Subset accuracy, micro/macro F1 and per-label P/R/F1 for multi-label predictions."""
+    per_label, f1s = {}, []
+    tp_all = fp_all = fn_all = 0
+    for i, name in enumerate(labels):
+        tp = sum(1 for g, p in zip(gold, pred) if i in g and i in p)
+        fp = sum(1 for g, p in zip(gold, pred) if i not in g and i in p)
+        fn = sum(1 for g, p in zip(gold, pred) if i in g and i not in p)
+        tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
+        if tp + fp + fn == 0:
+            continue
+        precision, recall, f1 = _prf(tp, fp, fn)
+        per_label[name] = {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn}
+        f1s.append(f1)
+    precision, recall, micro_f1 = _prf(tp_all, fp_all, fn_all)
+    n = len(gold)
+    return {
+        "accuracy": sum(1 for g, p in zip(gold, pred) if g == p) / n if n else 0.0,
+        "micro_f1": micro_f1,
+        "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
+        "precision": precision,
+        "recall": recall,
+        "n": n,
+        "per_label": per_label,
+    }

@@ -1,0 +1,39 @@
+"""Bag of embeddings -> fully connected layers with BatchNorm and dropout.
+
+BatchNorm: Ioffe & Szegedy, "Batch Normalization", ICML 2015. Its running mean and variance,
+kept as moving averages during training, replace the batch statistics at inference.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dlcli.nn.pooling import POOLINGS
+
+
+class MLPClassifier(nn.Module):
+    def __init__(
+        self, vocab_size: int, num_labels: int, pad_id: int, *,
+        embedding_dim: int = 128, hidden_sizes: list[int] = (256,), dropout: float = 0.5,
+        pooling: str = "mean", batch_norm: bool = True, bn_momentum: float = 0.1,
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}")
+        self.pool = POOLINGS[pooling]
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        layers: list[nn.Module] = []
+        width = embedding_dim
+        for size in hidden_sizes:
+            layers.append(nn.Linear(width, size, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size, momentum=bn_momentum))
+            layers += [nn.ReLU(), nn.Dropout(dropout)]
+            width = size
+        self.hidden = nn.Sequential(*layers)
+        self.output = nn.Linear(width, num_labels)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(self.embedding(ids), mask)  # (B, E)
+        return self.output(self.hidden(pooled))  # (B, C)

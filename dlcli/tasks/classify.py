@@ -1,0 +1,163 @@
+"""Text classification: labelled records -> batches -> loss, predictions and metrics.
+
+Single-label models train with softmax cross-entropy; multi-label ones (`data.multi_label`, or
+several labels on a line) with one sigmoid per label, thresholded at prediction time.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dlcli.errors import DataError
+from dlcli.metrics import classification_report, multilabel_report
+from dlcli.text.batching import bucket_batches, pad
+from dlcli.text.readers import Record
+from dlcli.text.vocab import vocab_from_dict
+
+EVAL_BATCH = 256
+
+
+class ClassifyTask:
+    name = "classify"
+    default_metric = "accuracy"
+
+    def __init__(self, vocab, labels: list[str], multi_label: bool, max_length: int | None,
+                 min_length: int = 1):
+        self.vocab = vocab
+        self.labels = labels
+        self.label_index = {name: i for i, name in enumerate(labels)}
+        self.multi_label = multi_label
+        self.max_length = max_length
+        self.min_length = min_length  # set from the model (TextCNN needs its widest window)
+        self.splits: dict[str, tuple[list[list[int]], list]] = {}
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def from_records(cls, vocab_builder, vocab_kwargs: dict, cfg, train: list[Record],
+                     dev: list[Record] | None) -> ClassifyTask:
+        multi = cfg.multi_label or any(len(r.labels) > 1 for r in train)
+        labels = sorted({label for r in train for label in r.labels})
+        if len(labels) < 2 and not multi:
+            raise DataError("the training data has fewer than two labels", "check data.label_column")
+        vocab = vocab_builder((r.text for r in train), **vocab_kwargs)
+        task = cls(vocab, labels, multi, cfg.max_length)
+        task.splits["train"] = task._encode_records(train)
+        if dev:
+            task.splits["dev"] = (task.encode([r.text for r in dev]), dev)
+        return task
+
+    @classmethod
+    def from_checkpoint(cls, data: dict) -> ClassifyTask:
+        extra = data["task_state"]
+        return cls(vocab_from_dict(data["vocab"]), list(data["labels"]), bool(extra["multi_label"]),
+                   extra.get("max_length"), int(extra.get("min_length", 1)))
+
+    def payload(self) -> dict:
+        return {
+            "vocab": self.vocab.to_dict(),
+            "labels": self.labels,
+            "task_state": {"multi_label": self.multi_label, "max_length": self.max_length,
+                           "min_length": self.min_length},
+        }
+
+    def model_sizes(self) -> tuple[int, int, int]:
+        return self.vocab.size, len(self.labels), self.vocab.pad_id
+
+    # ------------------------------------------------------------ encoding
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        ids = self.vocab.encode_batch(texts)
+        if self.max_length:
+            ids = [x[: self.max_length] for x in ids]
+        return ids
+
+    def _encode_records(self, records: list[Record]):
+        ids = self.encode([r.text for r in records])
+        index = self.label_index
+        targets = [[index[x] for x in r.labels] if self.multi_label else index[r.labels[0]]
+                   for r in records]
+        return ids, targets
+
+    # ------------------------------------------------------------ training
+
+    @property
+    def has_dev(self) -> bool:
+        return "dev" in self.splits
+
+    @property
+    def num_train(self) -> int:
+        return len(self.splits["train"][0])
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+        return bucket_batches([len(x) for x in self.splits["train"][0]], batch_size, generator)
+
+    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        ids, targets = self.splits["train"]
+        tokens, mask = pad([ids[i] for i in indices], self.vocab.pad_id, self.min_length)
+        if self.multi_label:
+            target = torch.zeros(len(indices), len(self.labels))
+            for row, i in enumerate(indices):
+                target[row, targets[i]] = 1.0
+        else:
+            target = torch.tensor([targets[i] for i in indices], dtype=torch.long)
+        return {"ids": tokens, "mask": mask, "target": target}
+
+    def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(batch["ids"], batch["mask"])
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits.float(), batch["target"])
+        return F.cross_entropy(logits.float(), batch["target"])
+
+    # ------------------------------------------------------------ prediction and evaluation
+
+    @torch.inference_mode()
+    def scores(self, model, ids: list[list[int]], batch_size: int = EVAL_BATCH) -> torch.Tensor:
+        """(N, C) probabilities in input order; batches are formed from similar lengths."""
+        device = next(model.parameters()).device
+        out = torch.empty(len(ids), len(self.labels))
+        for batch in bucket_batches([len(x) for x in ids], batch_size):
+            tokens, mask = pad([ids[i] for i in batch], self.vocab.pad_id, self.min_length)
+            logits = model(tokens.to(device), mask.to(device)).float()
+            probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)
+            out[torch.tensor(batch)] = probs.cpu()
+        return out
+
+    def predict(self, model, ids: list, texts: list[str], top_k: int = 1,
+                threshold: float | None = None, batch_size: int = EVAL_BATCH) -> list[dict]:
+        probs = self.scores(model, self.encode(texts), batch_size)
+        k = max(1, min(top_k, len(self.labels)))
+        top_p, top_i = probs.topk(k, dim=1)
+        top_p, top_i = top_p.tolist(), top_i.tolist()
+        if threshold is None and self.multi_label:
+            threshold = 0.5
+        names = self.labels
+        records = []
+        for n, id_ in enumerate(ids):
+            top = [{"label": names[i], "score": round(p, 6)} for i, p in zip(top_i[n], top_p[n])]
+            rec = {"id": id_, "label": top[0]["label"], "score": top[0]["score"], "top_k": top}
+            if threshold is not None:
+                row = probs[n]
+                rec["labels"] = [names[i] for i in (row >= threshold).nonzero().flatten().tolist()]
+            records.append(rec)
+        return records
+
+    def evaluate(self, model, records: list[Record] | None = None, threshold: float | None = None) -> dict:
+        """Metrics on the dev split, or on `records` read from a labelled file."""
+        if records is None:
+            ids, records = self.splits["dev"]
+        else:
+            ids = self.encode([r.text for r in records])
+        extra = sorted({x for r in records for x in r.labels} - set(self.label_index))
+        labels = self.labels + extra  # gold labels the model never saw still count as misses
+        index = {name: i for i, name in enumerate(labels)}
+        gold = [[index[x] for x in r.labels] for r in records]
+        probs = self.scores(model, ids)
+        if self.multi_label:
+            cut = 0.5 if threshold is None else threshold
+            pred = [set((row >= cut).nonzero().flatten().tolist()) for row in probs]
+            return multilabel_report([set(g) for g in gold], pred, labels)
+        if any(len(g) != 1 for g in gold):
+            raise DataError("a single-label model was given examples with several labels")
+        return classification_report([g[0] for g in gold], probs.argmax(1).tolist(), labels)

@@ -1,0 +1,41 @@
+"""Length-bucketed batching and padding with masks."""
+
+from __future__ import annotations
+
+from itertools import chain
+
+import torch
+
+# Sorting within windows of this many batches keeps padding low while order stays random.
+BUCKET_WINDOW = 50
+
+
+def pad(seqs: list[list[int]], pad_id: int, min_length: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists into (B, T) ids and a (B, T) bool mask, T >= min_length."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    width = max(int(lengths.max()) if len(seqs) else 0, min_length)
+    mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    ids[mask] = torch.tensor(list(chain.from_iterable(seqs)), dtype=torch.long)
+    return ids, mask
+
+
+def bucket_batches(
+    lengths: list[int], batch_size: int, generator: torch.Generator | None = None
+) -> list[list[int]]:
+    """Split example indices into batches of similar length.
+
+    With a generator the examples are shuffled first and the batch order is shuffled after, so
+    each epoch differs but depends only on the generator's seed; without one, order is kept
+    (sorted by length inside each window) for evaluation.
+    """
+    n = len(lengths)
+    order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
+    window = batch_size * BUCKET_WINDOW
+    batches = []
+    for start in range(0, n, window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches

@@ -1,0 +1,186 @@
+"""Readers for labelled text (TSV/CSV, JSON Lines, fastText) and for raw prediction input.
+
+Every reader decodes line by line so that an error names the file and line, and streams so
+that memory stays flat however long the input is.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from dlcli.errors import DataError
+
+FASTTEXT_PREFIX = "__label__"
+ENCODING_HINT = "convert the file to UTF-8, or name its encoding with --encoding (data.encoding)"
+
+
+@dataclass(slots=True)
+class Record:
+    text: str
+    labels: list[str]
+    line: int
+    id: Any = None
+
+
+def open_binary(path: str | Path) -> IO[bytes]:
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            return gzip.open(path, "rb")
+        return open(path, "rb")
+    except OSError as exc:
+        raise DataError(f"cannot open {path.resolve()}: {exc.strerror or exc}") from None
+
+
+def decoded_lines(stream: IO[bytes], source: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """Yield (line number, text without the line ending), decoding each line on its own."""
+    try:
+        codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+        "".encode(codec)
+    except LookupError:
+        raise DataError(f"unknown text encoding {encoding!r}", "e.g. utf-8, gb18030, latin-1") from None
+    try:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                text = raw.decode(codec if number == 1 else encoding)
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{source}:{number}: not valid {encoding} text (byte {exc.start + 1} of the line)",
+                    ENCODING_HINT,
+                ) from None
+            yield number, text.rstrip("\r\n")
+    except (OSError, EOFError) as exc:  # e.g. a truncated gzip file
+        raise DataError(f"{source}: read failed: {exc}") from None
+
+
+def read_labelled(path: str | Path, cfg) -> list[Record]:
+    """Read a labelled file as `cfg` (a recipe DataConfig or an object with its fields) says."""
+    source = str(path)
+    with open_binary(path) as fh:
+        lines = decoded_lines(fh, source, cfg.encoding)
+        parse = _PARSERS.get(cfg.format)
+        if parse is None:
+            raise DataError(f"unknown data format {cfg.format!r}", "use tsv, csv, jsonl or fasttext")
+        records = list(parse(lines, source, cfg))
+    if not records:
+        raise DataError(f"{source}: no examples found", "is it empty, or is the format wrong?")
+    return records
+
+
+def _tsv(lines: Iterable[tuple[int, str]], source: str, cfg) -> Iterator[Record]:
+    yield from _columns(((n, line.split("\t")) for n, line in lines), source, cfg, "tab-separated")
+
+
+def _csv(lines: Iterable[tuple[int, str]], source: str, cfg) -> Iterator[Record]:
+    numbers: list[int] = []
+
+    def texts():
+        for n, line in lines:
+            numbers.append(n)
+            yield line
+
+    rows = csv.reader(texts())
+    try:
+        yield from _columns(((numbers[-1], row) for row in rows), source, cfg, "comma-separated")
+    except csv.Error as exc:
+        raise DataError(f"{source}:{numbers[-1] if numbers else 1}: malformed CSV: {exc}") from None
+
+
+def _columns(rows, source: str, cfg, kind: str) -> Iterator[Record]:
+    need = max(cfg.label_column, cfg.text_column) + 1
+    for index, (number, fields) in enumerate(rows):
+        if index == 0 and cfg.header:
+            continue
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) < need:
+            raise DataError(
+                f"{source}:{number}: expected at least {need} {kind} columns, found {len(fields)}",
+                "check data.label_column / data.text_column, or the file's delimiter",
+            )
+        label = fields[cfg.label_column].strip()
+        if not label:
+            raise DataError(f"{source}:{number}: empty label in column {cfg.label_column}")
+        yield Record(fields[cfg.text_column], [label], number)
+
+
+def _jsonl(lines: Iterable[tuple[int, str]], source: str, cfg) -> Iterator[Record]:
+    for number, line in lines:
+        if not line.strip():
+            continue
+        obj = parse_json_object(line, source, number)
+        text = obj.get(cfg.text_field)
+        if not isinstance(text, str):
+            raise DataError(f"{source}:{number}: field {cfg.text_field!r} missing or not a string")
+        labels = obj.get(cfg.label_field)
+        if isinstance(labels, str):
+            labels = [labels]
+        if not labels or not all(isinstance(x, str) and x for x in labels):
+            raise DataError(
+                f"{source}:{number}: field {cfg.label_field!r} must be a label or a list of labels"
+            )
+        yield Record(text, list(labels), number, obj.get("id"))
+
+
+def _fasttext(lines: Iterable[tuple[int, str]], source: str, cfg) -> Iterator[Record]:
+    for number, line in lines:
+        if not line.strip():
+            continue
+        labels, text = split_fasttext(line)
+        if not labels:
+            raise DataError(
+                f"{source}:{number}: no {FASTTEXT_PREFIX} label on the line",
+                f"fastText lines look like `{FASTTEXT_PREFIX}sports some text`",
+            )
+        yield Record(text, labels, number)
+
+
+def split_fasttext(line: str) -> tuple[list[str], str]:
+    tokens = line.split()
+    labels = [t[len(FASTTEXT_PREFIX):] for t in tokens if t.startswith(FASTTEXT_PREFIX)]
+    words = [t for t in tokens if not t.startswith(FASTTEXT_PREFIX)]
+    return labels, " ".join(words)
+
+
+def parse_json_object(line: str, source: str, number: int) -> dict:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{source}:{number}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{source}:{number}: expected a JSON object per line")
+    return obj
+
+
+_PARSERS = {"tsv": _tsv, "csv": _csv, "jsonl": _jsonl, "fasttext": _fasttext}
+
+
+def iter_inputs(
+    stream: IO[bytes], source: str, input_format: str = "text", encoding: str = "utf-8",
+    text_field: str = "text",
+) -> Iterator[tuple[Any, str]]:
+    """Prediction input: yield (id, text). Text lines get their line number as id."""
+    for number, line in decoded_lines(stream, source, encoding):
+        if input_format == "text":
+            yield number, line
+            continue
+        if not line.strip():
+            continue
+        obj = parse_json_object(line, source, number)
+        text = obj.get(text_field)
+        if not isinstance(text, str):
+            raise DataError(f"{source}:{number}: field {text_field!r} missing or not a string")
+        yield obj.get("id", number), text
+
+
+def binary_stdin() -> IO[bytes]:
+    import sys
+
+    return sys.stdin.buffer if hasattr(sys.stdin, "buffer") else io.BytesIO(sys.stdin.read().encode())
