@@ -17,7 +17,8 @@ EXAMPLES = """Examples:
 def classify_command(
     model: str = typer.Argument(..., help="Checkpoint written by `dlcli train`."),
     input: str = typer.Argument("-", help="Text file, one text per line ('-' = stdin)."),
-    top_k: int = typer.Option(None, "--top-k", "-k", min=1, help="Labels listed per text [default: the checkpoint's, 1]."),
+    top_k: int = typer.Option(None, "--top-k", "-k", min=1,
+                              help="Labels listed per text [default: the checkpoint's, 1]."),
     threshold: float = typer.Option(None, "--threshold", help="Also list every label scoring >= this "
                                     "(multi-label models default to 0.5)."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass."),
