@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -68,7 +69,7 @@ def load(path: str | os.PathLike, kind: str = MODEL_FORMAT) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to load: the file holds objects that are not plain data "
-            f"({str(exc).splitlines()[0][:200]})",
+            f"({_refusal_reason(exc)})",
             "dlcli checkpoints hold only tensors and plain values; never load files you do not trust "
             "with other tools",
         ) from None
@@ -88,6 +89,15 @@ def load(path: str | os.PathLike, kind: str = MODEL_FORMAT) -> dict[str, Any]:
             f"it was written by dlcli {data.get('dlcli_version')}; upgrade dlcli",
         )
     return data
+
+
+def _refusal_reason(exc: Exception) -> str:
+    """What torch's unpickler refused (e.g. `GLOBAL io.open`), without its advice on loading the
+    file unsafely and without its terminal escape codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    reason = found.group(1).split(". ")[0] if found else text.splitlines()[0]
+    return reason.strip()[:200]
 
 
 def describe(data: dict) -> dict:

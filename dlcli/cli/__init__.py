@@ -62,12 +62,11 @@ def run(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, click.exceptions.Abort):
         print("dlcli: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly; point stdout at devnull so the
-        # interpreter's final flush does not complain either.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+    except OSError as exc:  # disk full, permission denied, ...; a closed pipe is handled by click
+        if debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where}", None, 1)
     except Exception as exc:  # a bug: say so briefly, show the traceback on request
         if debug:
             raise

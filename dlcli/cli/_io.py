@@ -30,10 +30,11 @@ class JsonlWriter:
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout.buffer
+        self._encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per record
 
     def write(self, records) -> None:
-        dumps = json.dumps
-        data = "".join(dumps(r, ensure_ascii=False) + "\n" for r in records)
+        encode = self._encode
+        data = "".join(encode(r) + "\n" for r in records)
         self.stream.write(data.encode("utf-8"))
         self.stream.flush()
 

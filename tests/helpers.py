@@ -1,0 +1,154 @@
+"""Plain helpers the tests import: a tiny learnable synthetic dataset, recipes over it, CLI results."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Each label owns a few keywords; every text mixes one or two of them with shared filler words,
+# so a bag-of-words model learns the task in a few dozen steps while the filler keeps it honest.
+TOPICS = {
+    "animal": ["cat", "dog", "horse", "tiger", "parrot", "rabbit"],
+    "colour": ["red", "green", "blue", "yellow", "purple", "orange"],
+    "number": ["seven", "twelve", "hundred", "dozen", "million", "zero"],
+}
+FILLER = ["the", "a", "my", "really", "about", "this", "is", "and", "so", "quite", "then", "there"]
+LABELS = sorted(TOPICS)
+
+# Small values for whichever of these knobs a model builder takes; new models pick up what applies.
+TINY_KNOBS = {"embedding_dim": 8, "hidden_size": 8, "hidden_sizes": [8], "num_filters": 4, "kernel_sizes": [2, 3],
+              "num_layers": 1, "num_heads": 2}
+TINY_TEXTCNN = {"type": "textcnn", "embedding_dim": 16, "kernel_sizes": [2, 3], "num_filters": 8, "dropout": 0.2}
+TINY_FASTTEXT = {"type": "fasttext", "embedding_dim": 16}
+
+
+def tiny_kwargs(builder, **knobs) -> dict:
+    """The TINY_KNOBS (updated with `knobs`) that `builder` accepts."""
+    import inspect
+
+    params = inspect.signature(builder).parameters
+    return {k: v for k, v in {**TINY_KNOBS, **knobs}.items() if k in params}
+
+
+def synthetic_rows(n_per_label: int, seed: int) -> list[tuple[str, str]]:
+    """(label, text) pairs, shuffled; texts are 2 to 9 tokens long."""
+    rng = random.Random(seed)
+    rows = []
+    for label, words in TOPICS.items():
+        for _ in range(n_per_label):
+            tokens = rng.sample(words, rng.randint(1, 2)) + rng.sample(FILLER, rng.randint(1, 7))
+            rng.shuffle(tokens)
+            rows.append((label, " ".join(tokens)))
+    rng.shuffle(rows)
+    return rows
+
+
+def write_tsv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
+    return path
+
+
+def read_tsv(path: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split("\t", 1)) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def recipe_dict(model: dict | None = None, **sections) -> dict:
+    """A tiny recipe over ./train.tsv and ./dev.tsv; keyword sections extend (dicts) or replace the defaults."""
+    recipe = {
+        "task": "classify",
+        "seed": 7,
+        "device": "cpu",
+        "data": {"train": "./train.tsv", "dev": "./dev.tsv", "format": "tsv"},
+        "vocab": {"type": "word", "lowercase": True},
+        "model": dict(model or TINY_FASTTEXT),
+        "train": {"epochs": 4, "batch_size": 16, "optimizer": {"type": "adam", "lr": 0.05}},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
+            recipe[key] = {**recipe[key], **value}
+        else:
+            recipe[key] = value
+    return recipe
+
+
+@dataclass
+class Dataset:
+    """A folder holding train.tsv, dev.tsv and the recipes written over them."""
+
+    root: Path
+    train: Path
+    dev: Path
+
+    def recipe(self, name: str = "tiny.yaml", model: dict | None = None, **sections) -> Path:
+        path = self.root / name
+        path.write_text(yaml.safe_dump(recipe_dict(model, **sections), sort_keys=False), encoding="utf-8")
+        return path
+
+    def dev_rows(self) -> list[tuple[str, str]]:
+        return read_tsv(self.dev)
+
+
+def make_dataset(root: Path, n_train: int = 40, n_dev: int = 12) -> Dataset:
+    root.mkdir(parents=True, exist_ok=True)
+    train = write_tsv(root / "train.tsv", synthetic_rows(n_train, seed=1))
+    dev = write_tsv(root / "dev.tsv", synthetic_rows(n_dev, seed=2))
+    return Dataset(root, train, dev)
+
+
+@dataclass
+class Result:
+    """What one CLI invocation returned and printed."""
+
+    code: int
+    out: str
+    err: str
+    lines: list[str] = field(init=False)
+
+    def __post_init__(self):
+        self.lines = self.out.splitlines()
+
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in self.lines]
+
+    def json(self) -> dict:
+        assert len(self.lines) == 1, f"expected one JSON line, got {len(self.lines)}: {self.out[:500]}"
+        return json.loads(self.lines[0])
+
+
+def assert_ok(result: Result) -> None:
+    assert result.code == 0, f"exit {result.code}, stderr: {result.err}"
+
+
+def assert_fails(result: Result, code: int, *fragments: str) -> None:
+    """An expected error: the exit code, each fragment on stderr, nothing on stdout, no traceback."""
+    assert result.code == code, f"exit {result.code}, stderr: {result.err}"
+    assert result.out == "", f"stdout should stay empty, got: {result.out[:500]}"
+    assert "dlcli: error:" in result.err
+    assert "Traceback" not in result.err
+    for fragment in fragments:
+        assert fragment in result.err, f"{fragment!r} not in stderr: {result.err}"
+
+
+def state_tensors(state: dict) -> dict:
+    """Only the tensors of a (nested) state dict, keyed by their dotted path."""
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in state_tensors(value).items()})
+        elif hasattr(value, "dtype"):
+            out[key] = value
+    return out
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    import torch
+
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"tensors differ: {different}"
