@@ -15,7 +15,6 @@ from dlcli import checkpoint, registry
 from dlcli.device import resolve_device, seed_everything, setup_placement, teardown_placement
 from dlcli.errors import CheckpointError, DataError, RecipeError
 from dlcli.recipe import DataConfig, Recipe, data_root, load_recipe, parse_section, resolve_data_path
-from dlcli.schedules import OPTIMIZERS, SCHEDULES
 from dlcli.text.readers import iter_inputs, read_labelled
 from dlcli.trainer import LOWER_IS_BETTER, Trainer
 
@@ -42,36 +41,36 @@ def train(recipe_path: str | Path, *, overrides: Iterable[str] = (), out: str | 
     recipe = load_recipe(recipe_path, list(overrides))
     if device:
         recipe = dataclasses.replace(recipe, device=device)
-    registry.check_recipe(recipe)
+    parts = registry.resolve_recipe(recipe)
     out = Path(out) if out else default_output(recipe_path)
     placement = setup_placement(recipe.device)
     try:
-        return _train(recipe, Path(recipe_path), out, data_dir, resume, placement, console)
+        return _train(recipe, parts, Path(recipe_path), out, data_dir, resume, placement, console)
     finally:
         teardown_placement(placement)
 
 
-def _train(recipe: Recipe, recipe_path: Path, out: Path, data_dir, resume: bool, placement, console):
+def _train(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Path, data_dir, resume: bool,
+           placement, console):
     seed_everything(recipe.seed, recipe.train.deterministic)
-    task = _prepare_task(recipe, recipe_path, data_dir)
-    builder, model_kwargs = registry.model_builder(recipe.task, recipe.model)
+    task = _prepare_task(recipe, parts, recipe_path, data_dir)
+    builder, model_kwargs = parts.model
     model = builder(*task.model_sizes(), **model_kwargs)
     task.min_length = getattr(model, "min_length", 1)
     model.to(placement.device)
 
     cfg = recipe.train
-    opt_cls, opt_kwargs = registry.resolve("optimizer", OPTIMIZERS, cfg.optimizer, "train.optimizer")
+    opt_cls, opt_kwargs = parts.optimizer
     optimizer = opt_cls(model.parameters(), **opt_kwargs)
     steps_per_epoch = max(1, math.ceil(task.num_train / cfg.batch_size) // placement.world_size)
     total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
-    sched_fn, sched_kwargs = registry.resolve("lr_schedule", SCHEDULES, cfg.lr_schedule, "train.lr_schedule")
+    sched_fn, sched_kwargs = parts.lr_schedule
     try:
         scheduler = sched_fn(optimizer, int(total), steps_per_epoch, **sched_kwargs)
     except ValueError as exc:
         raise RecipeError(f"train.lr_schedule: {exc}") from None
 
-    resolved = recipe.to_dict()
-    resolved["model"] = {"type": recipe.model.type, **model_kwargs}
+    resolved = parts.recipe_dict(recipe)
 
     def save_model(module: torch.nn.Module, metrics: dict) -> None:
         checkpoint.save(out, {
@@ -103,7 +102,7 @@ def _train(recipe: Recipe, recipe_path: Path, out: Path, data_dir, resume: bool,
     return summary
 
 
-def _prepare_task(recipe: Recipe, recipe_path: Path, data_dir):
+def _prepare_task(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, data_dir):
     root = data_root(data_dir)
     if not recipe.data.train:
         raise RecipeError("data.train: required to train", "name the training file in the recipe")
@@ -113,9 +112,8 @@ def _prepare_task(recipe: Recipe, recipe_path: Path, data_dir):
 
     train_records = read(recipe.data.train)
     dev_records = read(recipe.data.dev) if recipe.data.dev else None
-    vocab_builder, vocab_kwargs = registry.resolve("vocab", registry.VOCABS, recipe.vocab, "vocab")
-    adapter = registry.task_adapter(recipe.task)
-    return adapter.from_records(vocab_builder, vocab_kwargs, recipe.data, train_records, dev_records)
+    vocab_builder, vocab_kwargs = parts.vocab
+    return parts.adapter.from_records(vocab_builder, vocab_kwargs, recipe.data, train_records, dev_records)
 
 
 def _restore(trainer: Trainer, state_path: Path, resolved: dict) -> None:

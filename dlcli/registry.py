@@ -5,6 +5,7 @@ checkpoint can only ever name something listed here."""
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from typing import Any
 
 from dlcli.errors import RecipeError
@@ -56,10 +57,32 @@ def model_builder(task: str, component: Component) -> tuple[Any, dict]:
     return resolve("model", lookup(MODELS, task, "task"), component, "model")
 
 
-def check_recipe(recipe) -> None:
-    """Bind every component of a recipe, so `recipes validate` catches what training would."""
-    task_adapter(recipe.task)
-    model_builder(recipe.task, recipe.model)
-    resolve("vocab", VOCABS, recipe.vocab, "vocab")
-    resolve("optimizer", OPTIMIZERS, recipe.train.optimizer, "train.optimizer")
-    resolve("lr_schedule", SCHEDULES, recipe.train.lr_schedule, "train.lr_schedule")
+@dataclass(frozen=True)
+class Resolved:
+    """Every builder a recipe names, each with its checked, defaults-filled kwargs."""
+
+    adapter: Any
+    model: tuple[Any, dict]
+    vocab: tuple[Any, dict]
+    optimizer: tuple[Any, dict]
+    lr_schedule: tuple[Any, dict]
+
+    def recipe_dict(self, recipe) -> dict:
+        """The recipe as a plain dict with every component's defaults written out."""
+        out = recipe.to_dict()
+        out["model"] = {"type": recipe.model.type, **self.model[1]}
+        out["vocab"] = {"type": recipe.vocab.type, **self.vocab[1]}
+        out["train"]["optimizer"] = {"type": recipe.train.optimizer.type, **self.optimizer[1]}
+        out["train"]["lr_schedule"] = {"type": recipe.train.lr_schedule.type, **self.lr_schedule[1]}
+        return out
+
+
+def resolve_recipe(recipe) -> Resolved:
+    """Bind every component of a recipe: `recipes validate` catches all that training would."""
+    return Resolved(
+        adapter=task_adapter(recipe.task),
+        model=model_builder(recipe.task, recipe.model),
+        vocab=resolve("vocab", VOCABS, recipe.vocab, "vocab"),
+        optimizer=resolve("optimizer", OPTIMIZERS, recipe.train.optimizer, "train.optimizer"),
+        lr_schedule=resolve("lr_schedule", SCHEDULES, recipe.train.lr_schedule, "train.lr_schedule"),
+    )

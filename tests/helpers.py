@@ -121,6 +121,21 @@ class Result:
         return json.loads(self.lines[0])
 
 
+def train(cli, recipe: Path, out: Path, *extra: str) -> Result:
+    """`dlcli train RECIPE --out OUT --quiet ...` through the `cli` fixture."""
+    return cli("train", recipe, "--out", out, "--quiet", *extra)
+
+
+class RunsCodeOnLoad:
+    """Unpickling this calls open(marker, 'w'): the marker appears only if code from a pickle ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
 def assert_ok(result: Result) -> None:
     assert result.code == 0, f"exit {result.code}, stderr: {result.err}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import import_module
 
 import click
 import typer
@@ -17,6 +18,9 @@ app = typer.Typer(
     "predict in shell pipelines (JSON Lines on stdout, messages on stderr).",
     no_args_is_help=True,
     add_completion=False,
+    epilog="Examples:\n\n  dlcli train recipes/quickstart.yaml --out runs/quickstart.pt\n\n"
+    "  echo 'who won the match ?' | dlcli classify runs/quickstart.pt | jq .label\n\n"
+    "  dlcli evaluate runs/quickstart.pt data/samples/quickstart/dev.tsv | jq .accuracy",
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -27,14 +31,25 @@ app.command("evaluate", epilog=evaluate.EXAMPLES)(evaluate.evaluate_command)
 app.command("info", epilog=info.EXAMPLES)(info.info_command)
 app.add_typer(recipes.app, name="recipes")
 
+# Typer >= 0.29 runs on its own vendored copy of click, whose exceptions are not click's classes.
+_USAGE_ERRORS = (click.ClickException, import_module(typer.BadParameter.__module__).ClickException)
+_EXITS = (click.exceptions.Exit, typer.Exit)
+_ABORTS = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
-    if version:
+
+def _print_version(value: bool) -> None:
+    if value:
         from dlcli import __version__
 
         print(__version__)
         raise typer.Exit()
+
+
+# --version is eager: it must run while parsing, before the group asks for a command.
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")):
+    pass
 
 
 def _fail(message: str, hint: str | None, code: int) -> int:
@@ -49,17 +64,19 @@ def run(argv: list[str] | None = None) -> int:
     debug = bool(os.environ.get("DLCLI_DEBUG"))
     try:
         result = app(args=argv, prog_name="dlcli", standalone_mode=False)
+        if result == 130:  # Typer catches Ctrl-C (KeyboardInterrupt) itself and returns 130
+            print("dlcli: interrupted", file=sys.stderr)
         return result if isinstance(result, int) else 0
     except DlcliError as exc:
         if debug:
             raise
         return _fail(exc.message, exc.hint, exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except _EXITS as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except _USAGE_ERRORS as exc:
         exc.show()
         return exc.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except _ABORTS:
         print("dlcli: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:  # disk full, permission denied, ...; a closed pipe is handled by click

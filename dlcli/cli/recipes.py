@@ -9,7 +9,11 @@ import typer
 
 from dlcli.errors import RecipeError
 
-app = typer.Typer(help="List, show and validate recipes.", no_args_is_help=True)
+app = typer.Typer(
+    help="List, show and validate recipes.", no_args_is_help=True,
+    epilog="Examples:\n\n  dlcli recipes list\n\n  dlcli recipes show quickstart > my.yaml\n\n"
+    "  dlcli recipes validate my.yaml --set train.epochs=3",
+)
 
 
 def recipes_dir() -> Path:
@@ -71,5 +75,5 @@ def validate_command(
 
     for name in names:
         path = resolve_recipe(name)
-        registry.check_recipe(load_recipe(path, overrides))
+        registry.resolve_recipe(load_recipe(path, overrides))
         print(f"ok {path}")

@@ -7,19 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import RunsCodeOnLoad
 
 from dlcli import __version__, checkpoint
 from dlcli.errors import CheckpointError
-
-
-class RunsCodeOnLoad:
-    """Unpickling this calls open(marker, 'w'): the file appears only if code from the pickle ran."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
 
 
 def payload() -> dict:

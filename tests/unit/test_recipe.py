@@ -217,10 +217,10 @@ def test_derived_size_in_recipe_is_unknown():
         registry.model_builder("classify", Component("textcnn", {"vocab_size": 10}))
 
 
-def test_check_recipe_catches_bad_schedule_kwargs():
+def test_resolve_recipe_catches_bad_schedule_kwargs():
     recipe = parse_recipe(recipe_dict(train={"lr_schedule": {"type": "warmup_linear", "warmup": 3}}))
     with pytest.raises(RecipeError, match=r"train\.lr_schedule\.warmup: unknown key \(did you mean 'warmup_"):
-        registry.check_recipe(recipe)
+        registry.resolve_recipe(recipe)
 
 
 # ---------------------------------------------------------------- data paths
