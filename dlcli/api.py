@@ -65,10 +65,7 @@ def _train(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Pat
     steps_per_epoch = max(1, math.ceil(task.num_train / cfg.batch_size) // placement.world_size)
     total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
     sched_fn, sched_kwargs = parts.lr_schedule
-    try:
-        scheduler = sched_fn(optimizer, int(total), steps_per_epoch, **sched_kwargs)
-    except ValueError as exc:
-        raise RecipeError(f"train.lr_schedule: {exc}") from None
+    scheduler = sched_fn(optimizer, int(total), steps_per_epoch, **sched_kwargs)
 
     resolved = parts.recipe_dict(recipe)
 
@@ -172,15 +169,16 @@ def classify(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *,
     top_k = top_k or predict_cfg.get("top_k", 1)
     threshold = threshold if threshold is not None else predict_cfg.get("threshold")
     batch_size = batch_size or predict_cfg.get("batch_size", 256)
-    pending_ids, pending_texts = [], []
-    for id_, text in iter_inputs(stream, source, input_format, encoding):
-        pending_ids.append(id_)
-        pending_texts.append(text)
-        if len(pending_texts) >= chunk:
-            yield loaded.task.predict(loaded.model, pending_ids, pending_texts, top_k, threshold, batch_size)
-            pending_ids, pending_texts = [], []
-    if pending_texts:
-        yield loaded.task.predict(loaded.model, pending_ids, pending_texts, top_k, threshold, batch_size)
+    ids, texts = [], []
+    for item in iter_inputs(stream, source, input_format, encoding):
+        if item is not None:
+            ids.append(item[0])
+            texts.append(item[1])
+        if texts and (item is None or len(texts) >= chunk):  # a full chunk, or the input paused
+            yield loaded.task.predict(loaded.model, ids, texts, top_k, threshold, batch_size)
+            ids, texts = [], []
+    if texts:
+        yield loaded.task.predict(loaded.model, ids, texts, top_k, threshold, batch_size)
 
 
 def evaluate(loaded: LoadedModel, data_path: str | Path, data_overrides: dict | None = None,

@@ -30,9 +30,11 @@ def classification_report(gold: Sequence[int], pred: Sequence[int], labels: Sequ
         precision, recall, f1 = _prf(tp, predicted - tp, support - tp)
         per_label[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
         f1s.append(f1)
+    accuracy = correct / n if n else 0.0
     return {
-        "accuracy": correct / n if n else 0.0,
+        "accuracy": accuracy,
         "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
+        "micro_f1": accuracy,  # one gold and one predicted label per example: micro-F1 = accuracy
         "n": n,
         "per_label": per_label,
         "confusion": {"labels": list(labels), "matrix": confusion},

@@ -79,10 +79,32 @@ class Resolved:
 
 def resolve_recipe(recipe) -> Resolved:
     """Bind every component of a recipe: `recipes validate` catches all that training would."""
-    return Resolved(
+    parts = Resolved(
         adapter=task_adapter(recipe.task),
         model=model_builder(recipe.task, recipe.model),
         vocab=resolve("vocab", VOCABS, recipe.vocab, "vocab"),
         optimizer=resolve("optimizer", OPTIMIZERS, recipe.train.optimizer, "train.optimizer"),
         lr_schedule=resolve("lr_schedule", SCHEDULES, recipe.train.lr_schedule, "train.lr_schedule"),
     )
+    metric = recipe.train.metric
+    if metric is not None and metric not in parts.adapter.metrics:
+        close = difflib.get_close_matches(metric, parts.adapter.metrics, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(parts.adapter.metrics)}"
+        raise RecipeError(f"train.metric: the {recipe.task} task reports no {metric!r}", hint)
+    _try_build(parts)
+    return parts
+
+
+def _try_build(parts: Resolved) -> None:
+    """Build the optimizer and schedule on a dummy parameter: bad values fail now, not mid-run."""
+    import torch
+
+    (opt_cls, opt_kwargs), (sched_fn, sched_kwargs) = parts.optimizer, parts.lr_schedule
+    try:
+        optimizer = opt_cls([torch.zeros(1, requires_grad=True)], **opt_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise RecipeError(f"train.optimizer: {exc}") from None
+    try:
+        sched_fn(optimizer, 10, 5, **sched_kwargs)
+    except (ValueError, TypeError, ZeroDivisionError) as exc:
+        raise RecipeError(f"train.lr_schedule: {exc}") from None

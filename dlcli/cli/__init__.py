@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from importlib import import_module
 
-import click
 import typer
 
 from dlcli.cli import classify, evaluate, info, recipes, train
@@ -31,10 +31,12 @@ app.command("evaluate", epilog=evaluate.EXAMPLES)(evaluate.evaluate_command)
 app.command("info", epilog=info.EXAMPLES)(info.info_command)
 app.add_typer(recipes.app, name="recipes")
 
-# Typer >= 0.29 runs on its own vendored copy of click, whose exceptions are not click's classes.
-_USAGE_ERRORS = (click.ClickException, import_module(typer.BadParameter.__module__).ClickException)
-_EXITS = (click.exceptions.Exit, typer.Exit)
-_ABORTS = (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)
+# Typer >= 0.29 runs on its own vendored copy of click (older ones on click itself): take the
+# exception classes from wherever typer's own come from.
+_click_exceptions = import_module(typer.BadParameter.__module__)
+_USAGE_ERRORS = (_click_exceptions.ClickException,)
+_EXITS = (typer.Exit,)
+_ABORTS = (typer.Abort, KeyboardInterrupt)
 
 
 def _print_version(value: bool) -> None:
@@ -79,7 +81,7 @@ def run(argv: list[str] | None = None) -> int:
     except _ABORTS:
         print("dlcli: interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:  # disk full, permission denied, ...; a closed pipe is handled by click
+    except OSError as exc:  # disk full, permission denied, ...
         if debug:
             raise
         where = f": {exc.filename}" if exc.filename else ""
@@ -92,4 +94,8 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
+    # A closed pipe (`dlcli classify ... | head -1`) ends the process quietly, with the usual
+    # 141 status, as it does for any Unix filter.
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(run())

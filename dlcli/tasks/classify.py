@@ -21,6 +21,7 @@ EVAL_BATCH = 256
 class ClassifyTask:
     name = "classify"
     default_metric = "accuracy"
+    metrics = ("accuracy", "macro_f1", "micro_f1")  # what evaluate() reports, for train.metric
 
     def __init__(self, vocab, labels: list[str], multi_label: bool, max_length: int | None,
                  min_length: int = 1):

@@ -10,6 +10,9 @@ import csv
 import gzip
 import io
 import json
+import os
+import select
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +42,64 @@ def open_binary(path: str | Path) -> IO[bytes]:
         raise DataError(f"cannot open {path.resolve()}: {exc.strerror or exc}") from None
 
 
-def decoded_lines(stream: IO[bytes], source: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
-    """Yield (line number, text without the line ending), decoding each line on its own."""
+def stream_lines(stream: IO[bytes]) -> Iterator[bytes | None]:
+    """The lines of a binary stream. From a pipe or terminal it also yields None whenever the
+    next line has not arrived yet, so that a consumer can flush what it holds (`tail -f | dlcli
+    classify` answers each line as it comes) instead of waiting for a full batch.
+    """
+    fd = _pipe_fd(stream)
+    if fd is None:
+        yield from stream
+        return
+    buffer = bytearray()
+    while True:
+        if not select.select([fd], [], [], 0)[0]:
+            yield None
+        chunk = os.read(fd, 1 << 16)  # blocks until input comes or ends
+        if not chunk:
+            break
+        buffer += chunk
+        end = buffer.rfind(b"\n") + 1
+        if end:
+            lines = bytes(buffer[:end]).split(b"\n")[:-1]
+            del buffer[:end]
+            yield from (line + b"\n" for line in lines)
+    if buffer:
+        yield bytes(buffer)
+
+
+def _pipe_fd(stream: IO[bytes]) -> int | None:
+    """The descriptor to read directly when `stream` is a pipe, terminal or socket that nothing
+    has read from yet (bytes buffered by the stream object would be skipped)."""
+    if isinstance(stream, gzip.GzipFile):
+        return None
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return fd if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode) else None
+
+
+def decoded_lines(
+    lines: Iterable[bytes | None], source: str, encoding: str = "utf-8"
+) -> Iterator[tuple[int, str] | None]:
+    """Yield (line number, text without the line ending), decoding each line on its own.
+
+    A None in `lines` (input not ready yet, see stream_lines) is passed through as None.
+    """
     try:
         codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
         "".encode(codec)
     except LookupError:
         raise DataError(f"unknown text encoding {encoding!r}", "e.g. utf-8, gb18030, latin-1") from None
+    number = 0
     try:
-        for number, raw in enumerate(stream, start=1):
+        for raw in lines:
+            if raw is None:
+                yield None
+                continue
+            number += 1
             try:
                 text = raw.decode(codec if number == 1 else encoding)
             except UnicodeDecodeError as exc:
@@ -165,9 +217,14 @@ _PARSERS = {"tsv": _tsv, "csv": _csv, "jsonl": _jsonl, "fasttext": _fasttext}
 def iter_inputs(
     stream: IO[bytes], source: str, input_format: str = "text", encoding: str = "utf-8",
     text_field: str = "text",
-) -> Iterator[tuple[Any, str]]:
-    """Prediction input: yield (id, text). Text lines get their line number as id."""
-    for number, line in decoded_lines(stream, source, encoding):
+) -> Iterator[tuple[Any, str] | None]:
+    """Prediction input: yield (id, text); text lines get their line number as id. None means
+    that more input is not there yet (see stream_lines)."""
+    for item in decoded_lines(stream_lines(stream), source, encoding):
+        if item is None:
+            yield None
+            continue
+        number, line = item
         if input_format == "text":
             yield number, line
             continue
@@ -180,7 +237,3 @@ def iter_inputs(
         yield obj.get("id", number), text
 
 
-def binary_stdin() -> IO[bytes]:
-    import sys
-
-    return sys.stdin.buffer if hasattr(sys.stdin, "buffer") else io.BytesIO(sys.stdin.read().encode())
