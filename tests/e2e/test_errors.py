@@ -27,6 +27,18 @@ def test_unknown_model_knob_via_set(cli, dataset):
     assert_fails(result, 2, "model.embeding_dim", "did you mean 'embedding_dim'")
 
 
+def test_unknown_dev_metric_fails_before_training(cli, dataset):
+    result = train(cli, dataset.recipe(), dataset.root / "m.pt", "--set", "train.metric=acuracy")
+    assert_fails(result, 2, "train.metric", "did you mean 'accuracy'")
+    assert not (dataset.root / "m.metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("setting, key", [("train.lr_schedule={type: step, unit: week}", "train.lr_schedule"),
+                                          ("train.optimizer.lr=-1", "train.optimizer")])
+def test_bad_optimizer_or_schedule_values_fail_before_training(cli, dataset, setting, key):
+    assert_fails(train(cli, dataset.recipe(), dataset.root / "m.pt", "--set", setting), 2, key)
+
+
 def test_missing_recipe(cli, tmp_path):
     assert_fails(train(cli, tmp_path / "nope.yaml", tmp_path / "m.pt"), 2, str(tmp_path / "nope.yaml"),
                  "dlcli recipes list")

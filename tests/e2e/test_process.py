@@ -21,13 +21,30 @@ def test_head_closing_the_pipe_prints_no_traceback(trained, tmp_path):
     big = tmp_path / "big.txt"
     big.write_text("".join(f"the red cat number {i}\n" for i in range(BIG_INPUT_LINES)), encoding="utf-8")
     err = tmp_path / "err.txt"
-    shell = f'"{sys.executable}" -m dlcli classify "{trained}" "{big}" 2>"{err}" | head -1'
+    shell = f'"{sys.executable}" -m dlcli classify "{trained}" "{big}" 2>"{err}" | head -1; exit ${{PIPESTATUS[0]}}'
     done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120, env=plain_env())
-    assert done.returncode == 0  # head's status
+    assert done.returncode == 141  # ended by SIGPIPE, as any Unix filter is
     (line,) = done.stdout.splitlines()
     assert json.loads(line)["id"] == 1
     stderr = err.read_text()
     assert "Traceback" not in stderr and "error" not in stderr.lower(), stderr
+
+
+def test_a_slow_pipe_gets_each_answer_before_the_next_line_comes(trained):
+    """Lines that trickle in (`tail -f | dlcli classify`) are answered as they arrive, not per 4096."""
+    process = subprocess.Popen([sys.executable, "-m", "dlcli", "classify", str(trained)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=plain_env())
+    try:
+        for expected_id in (1, 2):
+            process.stdin.write(b"the red cat\n")
+            process.stdin.flush()
+            answer = json.loads(process.stdout.readline())  # would block forever if output waited for more
+            assert answer["id"] == expected_id
+        process.stdin.close()
+        assert process.stdout.read() == b""
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
 
 
 def plain_env() -> dict:
