@@ -8,6 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# Largest vocabulary x (sum of kernel widths x filters) table cached for inference: 128 MB in fp32.
+TABLE_LIMIT = 32 * 2**20
+
 
 class TextCNN(nn.Module):
     def __init__(
@@ -29,34 +32,69 @@ class TextCNN(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(embedding_dim, num_filters, k) for k in self.kernel_sizes)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(num_filters * len(self.kernel_sizes), num_labels)
+        self._table: torch.Tensor | None = None  # inference cache, see _inference_table; not in state_dict
+        self._table_key: tuple | None = None
 
     @property
     def min_length(self) -> int:
         return 1 if self.edge_padding else max(self.kernel_sizes)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.embedding(ids)  # (B, T, E)
-        # All convolutions as ONE matrix product: column block (k, j) holds the weights that
-        # kernel k applies at offset j; each output is then a sum of shifted slices. One large
-        # GEMM runs much faster on CPU than several thin convolutions.
-        weight = torch.cat([c.weight.permute(1, 2, 0).reshape(x.size(2), -1) for c in self.convs], 1)
-        y = x @ weight  # (B, T, sum(k) * F)
-        # Zero rows stand for padding (zero embeddings), added after the product: no FLOPs spent.
         lead = max(self.kernel_sizes) - 1 if self.edge_padding else 0
-        tail = lead if self.edge_padding else max(0, self.min_length - x.size(1))
-        y = nn.functional.pad(y, (0, 0, lead, tail))  # (B, T', sum(k) * F)
+        tail = lead if self.edge_padding else max(0, self.min_length - ids.size(1))
+        ids = nn.functional.pad(ids, (lead, tail), value=self.embedding.padding_idx)  # (B, T')
+        table = self._inference_table()
+        sums = self._window_sums(ids) if table is None else self._window_sums_from_table(ids, table)
         lengths = mask.sum(1, keepdim=True)  # (B, 1)
-        pooled, offset = [], 0
+        pooled = []
+        for k, conv, h in zip(self.kernel_sizes, self.convs, sums):  # h: (B, T'-k+1, F), no bias
+            h = h.masked_fill(~self._windows(h.size(1), k, lead, lengths).unsqueeze(2), float("-inf"))
+            # max-pool, then bias and ReLU: both commute with the max, and cost less after it
+            pooled.append(torch.relu(h.amax(1) + conv.bias))  # (B, F)
+        return self.output(self.dropout(torch.cat(pooled, 1)))  # (B, C)
+
+    def _stacked_weight(self) -> torch.Tensor:
+        """(E, sum(k) * F): column block (k, j) holds the weights kernel k applies at offset j."""
+        return torch.cat([c.weight.permute(1, 2, 0).reshape(c.in_channels, -1) for c in self.convs], 1)
+
+    def _window_sums(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """Training path: all convolutions as ONE matrix product, then sums of shifted slices.
+
+        One large GEMM runs much faster on CPU than several thin convolutions.
+        """
+        y = self.embedding(ids) @ self._stacked_weight()  # (B, T', sum(k) * F)
+        sums, offset = [], 0
         for k, conv in zip(self.kernel_sizes, self.convs):
             F, steps = conv.out_channels, y.size(1) - k + 1
             h = y[:, 0:steps, offset:offset + F]
             for j in range(1, k):
                 h = h + y[:, j:j + steps, offset + j * F:offset + (j + 1) * F]  # (B, T'-k+1, F)
+            sums.append(h)
             offset += k * F
-            h = h.masked_fill(~self._windows(steps, k, lead, lengths).unsqueeze(2), float("-inf"))
-            # max-pool, then bias and ReLU: both commute with the max, and cost less after it
-            pooled.append(torch.relu(h.max(1).values + conv.bias))  # (B, F)
-        return self.output(self.dropout(torch.cat(pooled, 1)))  # (B, C)
+        return sums
+
+    def _inference_table(self) -> torch.Tensor | None:
+        """At inference a window's sum depends on its tokens alone: precompute every token's
+        product with every kernel offset once, (V * sum(k), F), and only look rows up."""
+        weight_cols = sum(self.kernel_sizes) * self.convs[0].out_channels
+        if self.training or torch.is_grad_enabled() or self.embedding.num_embeddings * weight_cols > TABLE_LIMIT:
+            return None
+        key = tuple((p.data_ptr(), p._version) for p in (self.embedding.weight, *self.convs.parameters()))
+        if self._table_key != key:
+            product = self.embedding.weight @ self._stacked_weight()  # (V, sum(k) * F); pad row zero
+            self._table = product.reshape(-1, self.convs[0].out_channels)  # row v * sum(k) + (k, j)
+            self._table_key = key
+        return self._table
+
+    def _window_sums_from_table(self, ids: torch.Tensor, table: torch.Tensor) -> list[torch.Tensor]:
+        blocks, sums, offset = sum(self.kernel_sizes), [], 0
+        for k in self.kernel_sizes:
+            windows = ids.unfold(1, k, 1)  # (B, T'-k+1, k)
+            rows = windows * blocks + torch.arange(offset, offset + k, device=ids.device)
+            h = nn.functional.embedding_bag(rows.reshape(-1, k), table, mode="sum")  # (B * (T'-k+1), F)
+            sums.append(h.view(ids.size(0), -1, table.size(1)))
+            offset += k
+        return sums
 
     def _windows(self, steps: int, k: int, lead: int, lengths: torch.Tensor) -> torch.Tensor:
         """(B, steps) True where a width-k window holds some of the text and no batch padding.
