@@ -126,6 +126,21 @@ def test_textcnn_matches_reference_convolution(edge_padding):
     assert torch.allclose(got, want, atol=1e-5)
 
 
+def test_textcnn_inference_table_matches_the_training_path_and_follows_weight_changes():
+    model = build("classify", "textcnn", dropout=0.0)
+    model.eval()
+    ids, mask = batch([[3, 4, 5, 6, 7], [8, 9], [10]], model.min_length)
+    with torch.no_grad():
+        looked_up = model(ids, mask)  # builds and uses the vocabulary table
+    assert model._table is not None
+    assert torch.allclose(looked_up, model(ids, mask), atol=1e-5)  # grad enabled: the GEMM path
+    with torch.no_grad():
+        model.convs[0].weight.add_(0.5)  # an optimizer step or load_state_dict changes weights in place
+        after = model(ids, mask)
+    assert not torch.allclose(after, looked_up, atol=1e-3)
+    assert torch.allclose(after, model(ids, mask), atol=1e-5)
+
+
 def test_textcnn_max_norm_constraint():
     model = TextCNN(VOCAB, LABELS, PAD, embedding_dim=8, kernel_sizes=[2], num_filters=4, max_norm=0.5)
     with torch.no_grad():
