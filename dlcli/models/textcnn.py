@@ -48,7 +48,8 @@ class TextCNN(nn.Module):
         lengths = mask.sum(1, keepdim=True)  # (B, 1)
         pooled = []
         for k, conv, h in zip(self.kernel_sizes, self.convs, sums):  # h: (B, T'-k+1, F), no bias
-            h = h.masked_fill(~self._windows(h.size(1), k, lead, lengths).unsqueeze(2), float("-inf"))
+            # in place is safe: no backward formula of the ops that made h needs h itself
+            h = h.masked_fill_(~self._windows(h.size(1), k, lead, lengths).unsqueeze(2), float("-inf"))
             # max-pool, then bias and ReLU: both commute with the max, and cost less after it
             pooled.append(torch.relu(h.amax(1) + conv.bias))  # (B, F)
         return self.output(self.dropout(torch.cat(pooled, 1)))  # (B, C)
