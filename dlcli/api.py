@@ -60,13 +60,7 @@ def _train(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Pat
     model.to(placement.device)
 
     cfg = recipe.train
-    opt_cls, opt_kwargs = parts.optimizer
-    optimizer = opt_cls(model.parameters(), **opt_kwargs)
-    steps_per_epoch = max(1, math.ceil(task.num_train / cfg.batch_size) // placement.world_size)
-    total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
-    sched_fn, sched_kwargs = parts.lr_schedule
-    scheduler = sched_fn(optimizer, int(total), steps_per_epoch, **sched_kwargs)
-
+    optimizer, scheduler = _optimization(parts, model, task.num_train, cfg, placement.world_size)
     resolved = parts.recipe_dict(recipe)
 
     def save_model(module: torch.nn.Module, metrics: dict) -> None:
@@ -86,10 +80,7 @@ def _train(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Pat
         out.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text("", encoding="utf-8")
     if console is not None and placement.is_main:
-        params = sum(p.numel() for p in model.parameters())
-        console.print(f"training {recipe.model.type} on {task.num_train:,} examples, "
-                      f"{len(task.labels)} labels, vocabulary {task.vocab.size:,}, {params:,} parameters, "
-                      f"device {placement.device}" + (f" x{placement.world_size}" if placement.distributed else ""))
+        console.print(_announcement(recipe, task, model, placement))
     progress = trainer.fit({"recipe": resolved})
     best = trainer.metric
     summary = {"checkpoint": str(out), "steps": progress.global_step, "epochs": progress.epoch,
@@ -97,6 +88,22 @@ def _train(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Pat
     if progress.best is not None:
         summary["best"] = -progress.best if best in LOWER_IS_BETTER else progress.best
     return summary
+
+
+def _optimization(parts: registry.Resolved, model, num_train: int, cfg, world_size: int):
+    opt_cls, opt_kwargs = parts.optimizer
+    optimizer = opt_cls(model.parameters(), **opt_kwargs)
+    steps_per_epoch = max(1, math.ceil(num_train / cfg.batch_size) // world_size)
+    total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
+    sched_fn, sched_kwargs = parts.lr_schedule
+    return optimizer, sched_fn(optimizer, int(total), steps_per_epoch, **sched_kwargs)
+
+
+def _announcement(recipe: Recipe, task, model, placement) -> str:
+    params = sum(p.numel() for p in model.parameters())
+    ranks = f" x{placement.world_size}" if placement.distributed else ""
+    return (f"training {recipe.model.type} on {task.num_train:,} examples, {len(task.labels)} labels, "
+            f"vocabulary {task.vocab.size:,}, {params:,} parameters, device {placement.device}{ranks}")
 
 
 def _prepare_task(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, data_dir):
