@@ -1,4 +1,4 @@
-"""CUDA: training in each precision, and checkpoints that move between GPU and CPU (opt in: -m gpu)."""
+"""CUDA: training in each precision, and checkpoints that move between GPU and CPU (skipped without CUDA)."""
 
 from __future__ import annotations
 
