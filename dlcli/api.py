@@ -91,12 +91,9 @@ def _train(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Pat
 
 
 def _optimization(parts: registry.Resolved, model, num_train: int, cfg, world_size: int):
-    opt_cls, opt_kwargs = parts.optimizer
-    optimizer = opt_cls(model.parameters(), **opt_kwargs)
     steps_per_epoch = max(1, math.ceil(num_train / cfg.batch_size) // world_size)
     total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
-    sched_fn, sched_kwargs = parts.lr_schedule
-    return optimizer, sched_fn(optimizer, int(total), steps_per_epoch, **sched_kwargs)
+    return registry.build_optimization(parts, model.parameters(), int(total), steps_per_epoch)
 
 
 def _announcement(recipe: Recipe, task, model, placement) -> str:

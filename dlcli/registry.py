@@ -95,16 +95,21 @@ def resolve_recipe(recipe) -> Resolved:
     return parts
 
 
-def _try_build(parts: Resolved) -> None:
-    """Build the optimizer and schedule on a dummy parameter: bad values fail now, not mid-run."""
-    import torch
-
+def build_optimization(parts: Resolved, params, total_steps: int, steps_per_epoch: int):
+    """The optimizer over `params` and its learning-rate schedule; bad values are RecipeErrors."""
     (opt_cls, opt_kwargs), (sched_fn, sched_kwargs) = parts.optimizer, parts.lr_schedule
     try:
-        optimizer = opt_cls([torch.zeros(1, requires_grad=True)], **opt_kwargs)
+        optimizer = opt_cls(params, **opt_kwargs)
     except (ValueError, TypeError) as exc:
         raise RecipeError(f"train.optimizer: {exc}") from None
     try:
-        sched_fn(optimizer, 10, 5, **sched_kwargs)
+        return optimizer, sched_fn(optimizer, total_steps, steps_per_epoch, **sched_kwargs)
     except (ValueError, TypeError, ZeroDivisionError) as exc:
         raise RecipeError(f"train.lr_schedule: {exc}") from None
+
+
+def _try_build(parts: Resolved) -> None:
+    """Build on a dummy parameter, so bad optimizer or schedule values fail now, not mid-run."""
+    import torch
+
+    build_optimization(parts, [torch.zeros(1, requires_grad=True)], 10, 5)

@@ -42,9 +42,12 @@ class TextCNN(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lead = max(self.kernel_sizes) - 1 if self.edge_padding else 0
         tail = lead if self.edge_padding else max(0, self.min_length - ids.size(1))
-        ids = nn.functional.pad(ids, (lead, tail), value=self.embedding.padding_idx)  # (B, T')
         table = self._inference_table()
-        sums = self._window_sums(ids) if table is None else self._window_sums_from_table(ids, table)
+        if table is None:
+            sums = self._window_sums(ids, lead, tail)
+        else:
+            ids = nn.functional.pad(ids, (lead, tail), value=self.embedding.padding_idx)  # (B, T')
+            sums = self._window_sums_from_table(ids, table)
         lengths = mask.sum(1, keepdim=True)  # (B, 1)
         pooled = []
         for k, conv, h in zip(self.kernel_sizes, self.convs, sums):  # h: (B, T'-k+1, F), no bias
@@ -58,12 +61,14 @@ class TextCNN(nn.Module):
         """(E, sum(k) * F): column block (k, j) holds the weights kernel k applies at offset j."""
         return torch.cat([c.weight.permute(1, 2, 0).reshape(c.in_channels, -1) for c in self.convs], 1)
 
-    def _window_sums(self, ids: torch.Tensor) -> list[torch.Tensor]:
+    def _window_sums(self, ids: torch.Tensor, lead: int, tail: int) -> list[torch.Tensor]:
         """Training path: all convolutions as ONE matrix product, then sums of shifted slices.
 
-        One large GEMM runs much faster on CPU than several thin convolutions.
+        One large GEMM runs much faster on CPU than several thin convolutions. The edge padding
+        (zero embeddings) is added to the product, so the GEMM spends nothing on it.
         """
-        y = self.embedding(ids) @ self._stacked_weight()  # (B, T', sum(k) * F)
+        y = self.embedding(ids) @ self._stacked_weight()  # (B, T, sum(k) * F)
+        y = nn.functional.pad(y, (0, 0, lead, tail))  # (B, T', sum(k) * F)
         sums, offset = [], 0
         for k, conv in zip(self.kernel_sizes, self.convs):
             F, steps = conv.out_channels, y.size(1) - k + 1
