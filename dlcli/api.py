@@ -15,7 +15,7 @@ from dlcli import checkpoint, registry
 from dlcli.device import resolve_device, seed_everything, setup_placement, teardown_placement
 from dlcli.errors import CheckpointError, DataError, RecipeError
 from dlcli.recipe import DataConfig, Recipe, data_root, load_recipe, parse_section, resolve_data_path
-from dlcli.text.readers import iter_inputs, read_labelled
+from dlcli.text.readers import iter_inputs
 from dlcli.trainer import LOWER_IS_BETTER, Trainer
 
 # Recipe sections that must match for --resume to continue the same run.
@@ -80,6 +80,8 @@ def _train(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Pat
         out.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text("", encoding="utf-8")
     if console is not None and placement.is_main:
+        for note in getattr(task, "notes", ()):
+            console.print(f"note: {note}")
         console.print(_announcement(recipe, task, model, placement))
     progress = trainer.fit({"recipe": resolved})
     best = trainer.metric
@@ -109,7 +111,7 @@ def _prepare_task(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, d
         raise RecipeError("data.train: required to train", "name the training file in the recipe")
 
     def read(name: str):
-        return read_labelled(resolve_data_path(name, root, recipe_path.parent), recipe.data)
+        return parts.adapter.read(resolve_data_path(name, root, recipe_path.parent), recipe.data)
 
     train_records = read(recipe.data.train)
     dev_records = read(recipe.data.dev) if recipe.data.dev else None
@@ -169,20 +171,43 @@ def classify(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *,
              threshold: float | None = None, batch_size: int | None = None,
              chunk: int = 4096) -> Iterator[list[dict]]:
     """Classify a stream of texts; yields lists of JSON-ready records in input order."""
+    _expect_task(loaded, "classify", "dlcli classify")
     predict_cfg = loaded.recipe.get("predict", {})
     top_k = top_k or predict_cfg.get("top_k", 1)
     threshold = threshold if threshold is not None else predict_cfg.get("threshold")
     batch_size = batch_size or predict_cfg.get("batch_size", 256)
+    for ids, texts in _chunks(stream, source, input_format, encoding, chunk):
+        yield loaded.task.predict(loaded.model, ids, texts, top_k, threshold, batch_size)
+
+
+def tag(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *, input_format: str = "text",
+        encoding: str = "utf-8", batch_size: int | None = None, chunk: int = 2048) -> Iterator[list[dict]]:
+    """Tag a stream of sentences (one per line); yields lists of records in input order."""
+    _expect_task(loaded, "tag", "dlcli tag")
+    batch_size = batch_size or loaded.recipe.get("predict", {}).get("batch_size", 128)
+    for ids, texts in _chunks(stream, source, input_format, encoding, chunk):
+        yield loaded.task.predict(loaded.model, ids, texts, batch_size)
+
+
+def _expect_task(loaded: LoadedModel, task: str, command: str) -> None:
+    if loaded.data["task"] != task:
+        other = {"classify": "dlcli classify", "tag": "dlcli tag"}.get(loaded.data["task"], "another command")
+        raise DataError(f"{command} needs a {task} model; this checkpoint is a {loaded.data['task']} model",
+                        f"use {other} with it")
+
+
+def _chunks(stream: IO[bytes], source: str, input_format: str, encoding: str, chunk: int):
+    """(ids, texts) in chunks of `chunk` lines, or fewer whenever the input pauses."""
     ids, texts = [], []
     for item in iter_inputs(stream, source, input_format, encoding):
         if item is not None:
             ids.append(item[0])
             texts.append(item[1])
-        if texts and (item is None or len(texts) >= chunk):  # a full chunk, or the input paused
-            yield loaded.task.predict(loaded.model, ids, texts, top_k, threshold, batch_size)
+        if texts and (item is None or len(texts) >= chunk):
+            yield ids, texts
             ids, texts = [], []
     if texts:
-        yield loaded.task.predict(loaded.model, ids, texts, top_k, threshold, batch_size)
+        yield ids, texts
 
 
 def evaluate(loaded: LoadedModel, data_path: str | Path, data_overrides: dict | None = None,
@@ -194,7 +219,7 @@ def evaluate(loaded: LoadedModel, data_path: str | Path, data_overrides: dict | 
     path = Path(data_path)
     if not path.exists():
         raise DataError(f"data file not found: {path.resolve()}")
-    records = read_labelled(path, cfg)
+    records = loaded.task.read(path, cfg)
     if threshold is None:
         threshold = loaded.recipe.get("predict", {}).get("threshold")
     return loaded.task.evaluate(loaded.model, records, threshold)

@@ -66,3 +66,38 @@ def multilabel_report(gold: Sequence[set[int]], pred: Sequence[set[int]], labels
         "n": n,
         "per_label": per_label,
     }
+
+
+def tagging_report(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], with_spans: bool = True) -> dict:
+    """Token accuracy and, for span schemes, conlleval's micro P/R/F1 with per-type scores.
+
+    Spans come from `dlcli.text.tagging.spans` (conlleval's chunk rules), so for a segmenter
+    (untyped B/M/E/S tags) P/R/F1 are word-level segmentation scores.
+    """
+    from collections import Counter
+
+    from dlcli.text.tagging import spans
+
+    tokens = correct = 0
+    found, guessed, hit = Counter(), Counter(), Counter()
+    for g, p in zip(gold, pred, strict=True):
+        if len(g) != len(p):
+            raise ValueError(f"a gold sentence has {len(g)} tags and its prediction {len(p)}")
+        tokens += len(g)
+        correct += sum(1 for a, b in zip(g, p) if a == b)
+        if with_spans:
+            gold_spans, pred_spans = set(spans(list(g))), set(spans(list(p)))
+            found.update(kind for _, _, kind in gold_spans)
+            guessed.update(kind for _, _, kind in pred_spans)
+            hit.update(kind for _, _, kind in gold_spans & pred_spans)
+    report = {"accuracy": correct / tokens if tokens else 0.0, "n": len(gold), "n_tokens": tokens}
+    if with_spans:
+        precision, recall, f1 = _prf(sum(hit.values()), sum(guessed.values()) - sum(hit.values()),
+                                     sum(found.values()) - sum(hit.values()))
+        per_type = {}
+        for kind in sorted(set(found) | set(guessed)):
+            p_, r_, f_ = _prf(hit[kind], guessed[kind] - hit[kind], found[kind] - hit[kind])
+            per_type[kind] = {"precision": p_, "recall": r_, "f1": f_, "support": found[kind]}
+        report.update(f1=f1, precision=precision, recall=recall, n_spans=sum(found.values()),
+                      per_type=per_type)
+    return report

@@ -36,7 +36,7 @@ class Component:
 class DataConfig:
     train: str | None = None
     dev: str | None = None
-    format: str = "tsv"  # tsv | csv | jsonl | fasttext
+    format: str = "tsv"  # classify: tsv | csv | jsonl | fasttext; tag: conll | segmented | word_tag
     label_column: int = 0
     text_column: int = 1
     header: bool = False
@@ -44,7 +44,16 @@ class DataConfig:
     label_field: str = "label"
     encoding: str = "utf-8"
     multi_label: bool = False
-    max_length: int | None = None  # tokens kept per text; longer texts are truncated
+    max_length: int | None = None  # classify: longer texts are truncated; tag: cut into pieces
+    # tagging (see dlcli/text/tagging.py)
+    token_column: int = 0
+    tag_column: int = -1  # negative: counted from the last column
+    feature_columns: list[int] = field(default_factory=list)  # extra input columns, e.g. POS
+    column_separator: str | None = None  # default: any whitespace
+    tag_scheme: str = "bio"  # the files' scheme: bio | iob1 | bioes | bmes | none (per-token labels)
+    train_scheme: str | None = None  # re-tag to this scheme for training, e.g. iob1 -> bioes
+    bigrams: bool = False  # add each token's bigram with its right neighbour as a feature
+    feature_min_freq: int = 1
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,8 @@ class Recipe:
 CHOICES = {
     "device": None,  # validated by dlcli.device
     "precision": ("fp32", "bf16", "fp16"),
-    "data.format": ("tsv", "csv", "jsonl", "fasttext"),
+    "data.format": ("tsv", "csv", "jsonl", "fasttext", "conll", "segmented", "word_tag"),
+    "data.tag_scheme": ("bio", "iob1", "bioes", "bmes", "none"),
 }
 
 

@@ -11,18 +11,21 @@ from typing import Any
 from dlcli.errors import RecipeError
 from dlcli.models.fasttext import FastText
 from dlcli.models.mlp import MLPClassifier
+from dlcli.models.tagger import bilstm_crf, bilstm_softmax
 from dlcli.models.textcnn import TextCNN
 from dlcli.recipe import Component, bind_kwargs
 from dlcli.schedules import OPTIMIZERS, SCHEDULES
 from dlcli.tasks.classify import ClassifyTask
+from dlcli.tasks.tag import TagTask
 from dlcli.text import vocab
 
 # Builders take data-derived sizes positionally and recipe knobs keyword-only.
 MODELS: dict[str, dict[str, Any]] = {
     "classify": {"mlp": MLPClassifier, "textcnn": TextCNN, "fasttext": FastText},
+    "tag": {"bilstm_crf": bilstm_crf, "bilstm_softmax": bilstm_softmax},
 }
 
-TASKS = {"classify": ClassifyTask}
+TASKS = {"classify": ClassifyTask, "tag": TagTask}
 
 VOCABS = {
     "word": vocab.build_word_vocab,
@@ -31,8 +34,9 @@ VOCABS = {
     "wordpiece": vocab.build_wordpiece_vocab,
 }
 
-# How many leading positional arguments each kind of builder takes from the data, not the recipe.
-_POSITIONAL = {"model": 3, "optimizer": 1, "lr_schedule": 3, "vocab": 1}
+# How many leading positional arguments each kind of builder takes from the data, not the recipe
+# (a model builder: as many as its task adapter's `model_sizes()` gives).
+_POSITIONAL = {"optimizer": 1, "lr_schedule": 3, "vocab": 1}
 
 
 def lookup(table: dict, name: str, dotted: str) -> Any:
@@ -54,7 +58,9 @@ def resolve(kind: str, table: dict, component: Component, dotted: str) -> tuple[
 
 
 def model_builder(task: str, component: Component) -> tuple[Any, dict]:
-    return resolve("model", lookup(MODELS, task, "task"), component, "model")
+    builder = lookup(lookup(MODELS, task, "task"), component.type, "model.type")
+    skip = getattr(task_adapter(task), "model_positional", 3)
+    return builder, bind_kwargs(builder, component.kwargs, "model", skip=skip)
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ def resolve_recipe(recipe) -> Resolved:
         optimizer=resolve("optimizer", OPTIMIZERS, recipe.train.optimizer, "train.optimizer"),
         lr_schedule=resolve("lr_schedule", SCHEDULES, recipe.train.lr_schedule, "train.lr_schedule"),
     )
+    parts.adapter.check_data(recipe.data)
     metric = recipe.train.metric
     if metric is not None and metric not in parts.adapter.metrics:
         close = difflib.get_close_matches(metric, parts.adapter.metrics, n=1)

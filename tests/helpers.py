@@ -167,3 +167,56 @@ def assert_same_tensors(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"tensors differ: {different}"
+
+
+# ---------------------------------------------------------------- tagging data
+
+PEOPLE = [["alice"], ["bob"], ["carol", "smith"], ["dave"]]
+PLACES = [["paris"], ["new", "york"], ["rome"], ["san", "jose"]]
+OTHER = ["the", "met", "in", "and", "went", "to", "saw", "today", "with", "later"]
+LEXICON = ["我们", "喜欢", "北京", "的", "天气", "很", "好", "今天", "中华人民共和国", "在", "上海", "工作"]
+POS_OF = {"we": "r", "like": "v", "the": "u", "weather": "n", "very": "d", "good": "a", "in": "p", "work": "v"}
+
+
+def synthetic_ner(n: int, seed: int) -> list[list[tuple[str, str]]]:
+    """Sentences of (token, BIO tag): names are PER, places LOC, everything else O."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        chunks = [[(w, "O")] for w in rng.sample(OTHER, rng.randint(2, 5))]
+        for kind, pool in (("PER", PEOPLE), ("LOC", PLACES)):
+            if rng.random() < 0.8:
+                words = rng.choice(pool)
+                chunks.insert(rng.randint(0, len(chunks)),
+                              [(w, ("B-" if i == 0 else "I-") + kind) for i, w in enumerate(words)])
+        sentences.append([pair for chunk in chunks for pair in chunk])
+    return sentences
+
+
+def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> Path:
+    path.write_text("".join("".join(f"{t} {g}\n" for t, g in s) + "\n" for s in sentences), encoding="utf-8")
+    return path
+
+
+def synthetic_segmented(n: int, seed: int) -> list[list[str]]:
+    rng = random.Random(seed)
+    return [[rng.choice(LEXICON) for _ in range(rng.randint(2, 7))] for _ in range(n)]
+
+
+def synthetic_pos(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    words = sorted(POS_OF)
+    return [" ".join(f"{w}/{POS_OF[w]}" for w in rng.choices(words, k=rng.randint(2, 8))) for _ in range(n)]
+
+
+def tag_recipe(root: Path, data: dict, model: dict | None = None, name: str = "tag.yaml", **train) -> Path:
+    recipe = {
+        "task": "tag", "seed": 3, "device": "cpu",
+        "data": {"train": "./train.txt", "dev": "./dev.txt", **data},
+        "vocab": {"type": "word"},
+        "model": {"type": "bilstm_crf", "embedding_dim": 16, "hidden_size": 16, "dropout": 0.1, **(model or {})},
+        "train": {"epochs": 8, "batch_size": 8, "optimizer": {"type": "adam", "lr": 0.02}, **train},
+    }
+    path = root / name
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path

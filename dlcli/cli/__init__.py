@@ -9,7 +9,7 @@ from importlib import import_module
 
 import typer
 
-from dlcli.cli import classify, evaluate, info, recipes, train
+from dlcli.cli import classify, evaluate, info, recipes, tag, train
 from dlcli.errors import DlcliError
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 app.command("train", epilog=train.EXAMPLES)(train.train_command)
 app.command("classify", epilog=classify.EXAMPLES)(classify.classify_command)
+app.command("tag", epilog=tag.EXAMPLES)(tag.tag_command)
 app.command("evaluate", epilog=evaluate.EXAMPLES)(evaluate.evaluate_command)
 app.command("info", epilog=info.EXAMPLES)(info.info_command)
 app.add_typer(recipes.app, name="recipes")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dlcli.errors import DataError
+from dlcli.errors import DataError, RecipeError
 from dlcli.metrics import classification_report, multilabel_report
 from dlcli.text.batching import bucket_batches, pad
-from dlcli.text.readers import Record
+from dlcli.text.readers import Record, read_labelled
 from dlcli.text.vocab import vocab_from_dict
 
 EVAL_BATCH = 256
@@ -34,6 +34,15 @@ class ClassifyTask:
         self.splits: dict[str, tuple[list[list[int]], list]] = {}
 
     # ------------------------------------------------------------ construction
+
+    formats = ("tsv", "csv", "jsonl", "fasttext")
+
+    @classmethod
+    def check_data(cls, cfg) -> None:
+        if cfg.format not in cls.formats:
+            raise RecipeError(f"data.format: classification reads {', '.join(cls.formats)}, not {cfg.format!r}")
+
+    read = staticmethod(read_labelled)
 
     @classmethod
     def from_records(cls, vocab_builder, vocab_kwargs: dict, cfg, train: list[Record],

@@ -16,7 +16,7 @@ from dlcli.text.batching import pad
 from dlcli.text.vocab import build_word_vocab
 
 VOCAB, LABELS, PAD = 30, 4, 0
-MODELS = [(task, name) for task, table in registry.MODELS.items() for name in table]
+MODELS = [("classify", name) for name in registry.MODELS["classify"]]  # taggers: test_tagger.py
 
 
 def build(task: str, name: str, **knobs) -> nn.Module:

@@ -1,0 +1,109 @@
+"""`dlcli tag [MODEL] [INPUT]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+DEFAULT_MODEL = "en-ner"
+
+EXAMPLES = """Examples:
+
+  echo 'EU rejects German call to boycott British lamb .' | dlcli tag | jq -c .spans
+
+  dlcli tag --model zh-seg --format text news.txt
+
+  dlcli tag --model zh-seg --format text news.txt | dlcli tag --model zh-pos --format text
+
+  dlcli tag runs/bilstm_crf_conll2003_en.pt sentences.txt --format conll
+"""
+
+
+def tag_command(
+    args: list[str] = typer.Argument(None, metavar="[MODEL] [INPUT]",
+                                     help="Checkpoint (or shipped model name) and input file ('-' = stdin). "
+                                     "With one argument: a .pt file or a shipped model name is the model, "
+                                     "anything else the input."),
+    model: str = typer.Option(None, "--model", "-m", help="Model to use [default: en-ner, shipped]. "
+                              "Shipped: en-ner, zh-ner, zh-seg, zh-pos."),
+    output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl: one record per line; conll: "
+                                      "token<TAB>tag lines, a blank line after each sentence; text: one line "
+                                      "per input line, segmented words for a segmenter, token/TAG otherwise."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Sentences per forward pass."),
+    input_format: str = typer.Option("text", "--input-format", help="text: one sentence per line; jsonl: "
+                                     "objects with \"text\" (and optional \"id\")."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of the input."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+):
+    """Tag sentences (NER, POS, word segmentation), one sentence per input line, in input order.
+
+    Word-level models split each line on whitespace; character-level (Chinese) models take every
+    non-space character as a token. Long sentences are tagged in pieces and joined again; no
+    token is dropped. A blank line gives an empty record.
+
+    Record: {"id", "tokens", "tags", "spans": [{"start", "end", "label", "text"}]} (end exclusive;
+    no spans for per-token labels such as POS). "id" is the line number, or the "id" field of a
+    JSON Lines input.
+    """
+    from dlcli import api
+    from dlcli.cli._io import JsonlWriter, open_input
+    from dlcli.errors import RecipeError
+
+    if output_format not in ("jsonl", "conll", "text"):
+        raise RecipeError(f"--format: {output_format!r} is not jsonl, conll or text")
+    if input_format not in ("text", "jsonl"):
+        raise RecipeError(f"--input-format: {input_format!r} is not text or jsonl")
+    model, input = _split_arguments(list(args or []), model)
+    loaded = api.load_model(model, device)
+    writer = JsonlWriter()
+    render = _renderer(output_format, loaded.task)
+    with open_input(input) as (stream, source):
+        for records in api.tag(loaded, stream, source, input_format=input_format, encoding=encoding,
+                               batch_size=batch_size):
+            if render is None:
+                writer.write(records)
+            else:
+                writer.stream.write("".join(render(r) for r in records).encode("utf-8"))
+                writer.stream.flush()
+
+
+def _split_arguments(args: list[str], model: str | None) -> tuple[str, str]:
+    from dlcli.errors import RecipeError
+
+    limit = 1 if model else 2
+    if len(args) > limit:
+        raise RecipeError(f"expected at most {limit} positional argument(s), got {len(args)}",
+                          "dlcli tag [MODEL] [INPUT], or dlcli tag --model NAME [INPUT]")
+    if model:
+        return model, (args[0] if args else "-")
+    if len(args) == 2:
+        return args[0], args[1]
+    if len(args) == 1 and _looks_like_model(args[0]):
+        return args[0], "-"
+    return DEFAULT_MODEL, (args[0] if args else "-")
+
+
+def _looks_like_model(arg: str) -> bool:
+    from dlcli.checkpoint import PRETRAINED_DIR
+
+    if (PRETRAINED_DIR / f"{arg}.pt").exists() or arg.endswith(".pt"):
+        return True
+    path = Path(arg)
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive; text never starts so
+
+
+def _renderer(output_format: str, task):
+    from dlcli.text.tagging import join_spans
+
+    if output_format == "jsonl":
+        return None
+    if output_format == "conll":
+        return lambda r: "".join(f"{t}\t{g}\n" for t, g in zip(r["tokens"], r["tags"])) + "\n"
+    if task.is_segmenter:
+        sep = "" if task.level == "char" else " "
+        return lambda r: " ".join(join_spans(r["tokens"], r["tags"], sep)) + "\n"
+    return lambda r: " ".join(f"{t}/{g}" for t, g in zip(r["tokens"], r["tags"])) + "\n"

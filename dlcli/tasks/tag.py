@@ -1,0 +1,274 @@
+"""Sequence labelling: tagged sentences -> batches -> loss, tag predictions, spans and metrics.
+
+Tokens are either words (English; raw input split on whitespace) or characters (Chinese; every
+non-space character of the raw input), decided from the training data and kept in the
+checkpoint. Sentences longer than `data.max_length` are cut into pieces (after punctuation where
+possible) that are tagged separately and joined again, so no token is ever dropped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+from dlcli.errors import DataError, RecipeError
+from dlcli.metrics import tagging_report
+from dlcli.models.tagger import TaggerInputs
+from dlcli.text.batching import bucket_batches, pad
+from dlcli.text.tagging import SCHEMES, Sentence, convert_scheme, ill_formed, read_tagged, spans, split_long, split_tag
+from dlcli.text.vocab import PAD, UNK, TokenVocab, _ranked, vocab_from_dict
+
+EVAL_BATCH = 128
+END = "</s>"  # the right neighbour of the last token, for bigram features
+
+
+class TagTask:
+    name = "tag"
+    formats = ("conll", "segmented", "word_tag")
+    metrics = ("f1", "precision", "recall", "accuracy")
+    model_positional = 4  # vocab_size, num_tags, pad_id, TaggerInputs
+
+    def __init__(self, vocab: TokenVocab, tags: list[str], scheme: str, level: str, chars: list[str],
+                 feature_tokens: list[list[str]], bigrams: bool, max_length: int | None):
+        self.vocab = vocab
+        self.labels = tags
+        self.tag_index = {t: i for i, t in enumerate(tags)}
+        self.scheme = scheme
+        self.level = level  # "word" or "char"
+        self.char_tokens = chars
+        self.char_index = {c: i for i, c in enumerate(chars)}
+        self.feature_tokens = feature_tokens  # per feature column (bigrams last): its vocabulary
+        self.feature_index = [{t: i for i, t in enumerate(ts)} for ts in feature_tokens]
+        self.bigrams = bigrams
+        self.max_length = max_length
+        self.min_length = 1
+        self.notes: list[str] = []  # data problems worth telling the user, not fatal
+        self.splits: dict[str, tuple[list[dict], list[Sentence]]] = {}
+
+    @property
+    def is_segmenter(self) -> bool:
+        """Untyped B/M/E/S (or B/I) tags: the spans are words."""
+        return self.scheme not in ("none",) and all(split_tag(t)[1] == "" for t in self.labels)
+
+    @property
+    def default_metric(self) -> str:
+        return "accuracy" if self.scheme == "none" else "f1"
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def check_data(cls, cfg) -> None:
+        if cfg.format not in cls.formats:
+            raise RecipeError(f"data.format: tagging reads {', '.join(cls.formats)}, not {cfg.format!r}")
+        if cfg.train_scheme is not None and cfg.train_scheme not in SCHEMES:
+            raise RecipeError(f"data.train_scheme: {cfg.train_scheme!r} is not one of {', '.join(SCHEMES)}")
+        if "none" in (cfg.tag_scheme, cfg.train_scheme or cfg.tag_scheme) and \
+                (cfg.train_scheme or cfg.tag_scheme) != cfg.tag_scheme:
+            raise RecipeError("data.train_scheme: per-token labels (scheme none) cannot be re-tagged")
+        if cfg.format == "segmented" and cfg.tag_scheme != "bmes":
+            raise RecipeError("data.tag_scheme: segmented text is read as B/M/E/S tags", "set data.tag_scheme: bmes")
+
+    @staticmethod
+    def read(path, cfg) -> list[Sentence]:
+        sentences = read_tagged(path, cfg)
+        if cfg.train_scheme and cfg.train_scheme != cfg.tag_scheme:
+            for s in sentences:
+                s.tags = convert_scheme(s.tags, cfg.tag_scheme, cfg.train_scheme)
+        return sentences
+
+    @classmethod
+    def from_records(cls, vocab_builder, vocab_kwargs: dict, cfg, train: list[Sentence],
+                     dev: list[Sentence] | None) -> TagTask:
+        if getattr(vocab_builder, "__name__", "") != "build_word_vocab":
+            raise DataError("tagging reads its tokens from the data: use `vocab: {type: word}`",
+                            "vocab.lowercase / min_freq / max_size still apply")
+        scheme = cfg.train_scheme or cfg.tag_scheme
+        if scheme not in SCHEMES:
+            raise DataError(f"data.tag_scheme: {scheme!r} is not one of {', '.join(SCHEMES)}")
+        lower = vocab_kwargs.get("lowercase", False)
+        words = Counter((t.lower() if lower else t) for s in train for t in s.tokens)
+        vocab = TokenVocab("word", _ranked(words, vocab_kwargs.get("min_freq", 1), vocab_kwargs.get("max_size")),
+                           lower, vocab_kwargs.get("pattern"))
+        level = "char" if all(len(t) == 1 for s in train for t in s.tokens) else "word"
+        chars = [PAD, UNK] + sorted({c for s in train for t in s.tokens for c in t})
+        columns = len(train[0].features)
+        feature_tokens = [cls._feature_vocab((s.features[i] for s in train), cfg.feature_min_freq)
+                          for i in range(columns)]
+        if cfg.bigrams:
+            feature_tokens.append(cls._feature_vocab((_bigrams(s.tokens) for s in train), cfg.feature_min_freq))
+        tags = sorted({t for s in train for t in s.tags}, key=lambda t: (t != "O", t))
+        task = cls(vocab, tags, scheme, level, chars, feature_tokens, cfg.bigrams, cfg.max_length)
+        task.notes = _ill_formed_notes(train, scheme, cfg.train)
+        task.splits["train"] = task._encode_split(train)
+        if dev:
+            task.notes += _ill_formed_notes(dev, scheme, cfg.dev)
+            task.splits["dev"] = (task.encode([s.tokens for s in dev], [s.features for s in dev]), dev)
+        return task
+
+    @staticmethod
+    def _feature_vocab(columns, min_freq: int) -> list[str]:
+        counts = Counter(t for column in columns for t in column)
+        return _ranked(counts, min_freq, None)
+
+    @classmethod
+    def from_checkpoint(cls, data: dict) -> TagTask:
+        extra = data["task_state"]
+        return cls(vocab_from_dict(data["vocab"]), list(data["labels"]), extra["scheme"], extra["level"],
+                   list(extra["chars"]), [list(f) for f in extra["feature_tokens"]], bool(extra["bigrams"]),
+                   extra.get("max_length"))
+
+    def payload(self) -> dict:
+        return {
+            "vocab": self.vocab.to_dict(),
+            "labels": self.labels,
+            "task_state": {"scheme": self.scheme, "level": self.level, "chars": self.char_tokens,
+                           "feature_tokens": self.feature_tokens, "bigrams": self.bigrams,
+                           "max_length": self.max_length},
+        }
+
+    def model_sizes(self) -> tuple:
+        inputs = TaggerInputs(tuple(self.labels), self.scheme, len(self.char_tokens),
+                              tuple(len(f) for f in self.feature_tokens), self.vocab.unk_id)
+        return self.vocab.size, len(self.labels), self.vocab.pad_id, inputs
+
+    @property
+    def extra_columns(self) -> int:
+        """Feature columns the input must carry (bigrams are made here, not read)."""
+        return len(self.feature_tokens) - (1 if self.bigrams else 0)
+
+    # ------------------------------------------------------------ encoding
+
+    def tokenize(self, text: str) -> list[str]:
+        return [c for c in text if not c.isspace()] if self.level == "char" else text.split()
+
+    def encode(self, sentences: list[list[str]], features: list[list[list[str]]] | None = None) -> list[dict]:
+        """Each sentence's pieces (see split_long) as id lists, ready for collate."""
+        out = []
+        for n, tokens in enumerate(sentences):
+            cols = list(features[n]) if features else []
+            if self.bigrams:
+                cols.append(_bigrams(tokens))
+            for start, end in split_long(len(tokens), self.max_length, tokens):
+                out.append(self._encode_piece(tokens[start:end], [c[start:end] for c in cols], n, start))
+        return out
+
+    def _encode_piece(self, tokens: list[str], cols: list[list[str]], sentence: int, start: int) -> dict:
+        lower, get, unk = self.vocab.lowercase, self.vocab.index.get, self.vocab.unk_id
+        ids = [get(t.lower() if lower else t, unk) for t in tokens]
+        feats = [[index.get(t, 1) for t in col] for index, col in zip(self.feature_index, cols)]
+        return {"ids": ids, "tokens": tokens, "features": feats, "sentence": sentence, "start": start}
+
+    def _encode_split(self, sentences: list[Sentence]):
+        pieces = self.encode([s.tokens for s in sentences], [s.features for s in sentences])
+        for piece in pieces:
+            tags = sentences[piece["sentence"]].tags
+            piece["tags"] = [self.tag_index[t] for t in tags[piece["start"]: piece["start"] + len(piece["ids"])]]
+        return pieces, sentences
+
+    def _batch(self, pieces: list[dict]) -> dict[str, torch.Tensor]:
+        ids, mask = pad([p["ids"] for p in pieces], self.vocab.pad_id)
+        batch = {"ids": ids, "mask": mask}
+        if self.feature_tokens:
+            cols = [pad([p["features"][i] for p in pieces], 0)[0] for i in range(len(self.feature_tokens))]
+            batch["features"] = torch.stack(cols, dim=2)  # (B, T, F)
+        words: dict[str, int] = {}
+        index = [[words.setdefault(t, len(words)) for t in p["tokens"]] for p in pieces]
+        batch["char_index"] = pad(index, 0)[0]
+        spell = [[self.char_index.get(c, 1) for c in w] for w in words]
+        batch["chars"] = pad(spell, 0)[0]  # (U, L)
+        return batch
+
+    # ------------------------------------------------------------ training
+
+    @property
+    def has_dev(self) -> bool:
+        return "dev" in self.splits
+
+    @property
+    def num_train(self) -> int:
+        return len(self.splits["train"][0])
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+        return bucket_batches([len(p["ids"]) for p in self.splits["train"][0]], batch_size, generator)
+
+    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        pieces = [self.splits["train"][0][i] for i in indices]
+        batch = self._batch(pieces)
+        batch["tags"] = pad([p["tags"] for p in pieces], 0)[0]
+        return batch
+
+    def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        scores = model(batch["ids"], batch["mask"], batch["chars"], batch["char_index"], batch.get("features"))
+        return model.loss(scores, batch["tags"], batch["mask"])
+
+    # ------------------------------------------------------------ prediction and evaluation
+
+    @torch.inference_mode()
+    def tag_pieces(self, model, pieces: list[dict], batch_size: int = EVAL_BATCH) -> list[list[str]]:
+        device = next(model.parameters()).device
+        out: list[list[str]] = [[] for _ in pieces]
+        names = self.labels
+        for batch_ids in bucket_batches([len(p["ids"]) for p in pieces], batch_size):
+            chosen = [pieces[i] for i in batch_ids if pieces[i]["ids"]]
+            if not chosen:
+                continue
+            batch = {k: v.to(device) for k, v in self._batch(chosen).items()}
+            scores = model(batch["ids"], batch["mask"], batch["chars"], batch["char_index"], batch.get("features"))
+            paths = model.decode(scores, batch["mask"])
+            for i, path in zip((i for i in batch_ids if pieces[i]["ids"]), paths):
+                out[i] = [names[k] for k in path]
+        return out
+
+    def tag_sentences(self, model, sentences: list[list[str]], features=None,
+                      batch_size: int = EVAL_BATCH) -> list[list[str]]:
+        """Tags per sentence; long sentences are tagged in pieces and joined back."""
+        pieces = self.encode(sentences, features)
+        tagged = self.tag_pieces(model, pieces, batch_size)
+        out: list[list[str]] = [[] for _ in sentences]
+        for piece, tags in zip(pieces, tagged):
+            out[piece["sentence"]].extend(tags)
+        return out
+
+    def predict(self, model, ids: list, texts: list[str], batch_size: int = EVAL_BATCH) -> list[dict]:
+        sentences = [self.tokenize(t) for t in texts]
+        if self.extra_columns:
+            raise DataError(f"this model reads {self.extra_columns} extra feature column(s) per token",
+                            "tag a CoNLL file with `dlcli evaluate`, or train without data.feature_columns")
+        tags = self.tag_sentences(model, sentences, None, batch_size)
+        join = "" if self.level == "char" else " "
+        records = []
+        for id_, tokens, sentence_tags in zip(ids, sentences, tags):
+            found = ([] if self.scheme == "none" else
+                     [{"start": s, "end": e, "label": kind, "text": join.join(tokens[s:e])}
+                      for s, e, kind in spans(sentence_tags)])
+            records.append({"id": id_, "tokens": tokens, "tags": sentence_tags, "spans": found})
+        return records
+
+    def evaluate(self, model, records: list[Sentence] | None = None, threshold: float | None = None) -> dict:
+        """Span P/R/F1 (conlleval) and token accuracy on the dev split or on `records`."""
+        if records is None:
+            pieces, records = self.splits["dev"]
+        else:
+            if records and len(records[0].features) != self.extra_columns:
+                raise DataError(f"the model needs {self.extra_columns} feature column(s); the data has "
+                                f"{len(records[0].features)}", "set --feature-columns as in training")
+            pieces = self.encode([s.tokens for s in records], [s.features for s in records])
+        tagged = self.tag_pieces(model, pieces)
+        pred: list[list[str]] = [[] for _ in records]
+        for piece, tags in zip(pieces, tagged):
+            pred[piece["sentence"]].extend(tags)
+        return tagging_report([s.tags for s in records], pred, with_spans=self.scheme != "none")
+
+
+def _bigrams(tokens: list[str]) -> list[str]:
+    return [a + b for a, b in zip(tokens, [*tokens[1:], END])]
+
+
+def _ill_formed_notes(sentences: list[Sentence], scheme: str, source: str | None) -> list[str]:
+    """Gold spans that open with a continuation tag: reported once per file, scored as they are."""
+    bad = [(s.line, i) for s in sentences if (i := ill_formed(s.tags, scheme)) is not None]
+    if not bad:
+        return []
+    return [f"{source}: {len(bad)} sentence(s) have a span opening with a continuation tag (I- without B-; "
+            f"first in the sentence at line {bad[0][0]}); kept as they are and scored as conlleval does"]

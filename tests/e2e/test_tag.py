@@ -1,0 +1,148 @@
+"""`dlcli train` / `tag` / `evaluate` for sequence labelling, on tiny learnable synthetic data."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import (
+    assert_fails,
+    assert_ok,
+    synthetic_ner,
+    synthetic_pos,
+    synthetic_segmented,
+    tag_recipe,
+    train,
+    write_conll,
+)
+
+from dlcli import api
+
+
+@pytest.fixture(scope="session")
+def ner_model(tmp_path_factory):
+    """A BiLSTM-CRF (char CNN, BIO files re-tagged to BIOES, pieces of at most 6 tokens)."""
+    root = tmp_path_factory.mktemp("ner")
+    write_conll(root / "train.txt", synthetic_ner(150, seed=1))
+    write_conll(root / "dev.txt", synthetic_ner(40, seed=2))
+    recipe = tag_recipe(root, {"format": "conll", "tag_scheme": "bio", "train_scheme": "bioes", "max_length": 6},
+                        {"char_encoder": "cnn", "char_dim": 8, "char_hidden": 8})
+    summary = api.train(recipe, out=root / "ner.pt")
+    assert summary["metric"] == "f1" and summary["best"] >= 0.95, summary
+    return root / "ner.pt"
+
+
+def test_tag_records_spans_and_blank_lines(cli, ner_model):
+    result = cli("tag", ner_model, stdin=b"alice went to new york\n\n   \ncarol smith met dave in rome today\n")
+    assert_ok(result)
+    records = result.records()
+    assert [r["id"] for r in records] == [1, 2, 3, 4]
+    first = records[0]
+    assert first["tokens"] == ["alice", "went", "to", "new", "york"]
+    assert first["tags"] == ["S-PER", "O", "O", "B-LOC", "E-LOC"]
+    assert first["spans"] == [{"start": 0, "end": 1, "label": "PER", "text": "alice"},
+                              {"start": 3, "end": 5, "label": "LOC", "text": "new york"}]
+    assert records[1] == {"id": 2, "tokens": [], "tags": [], "spans": []}
+    assert records[2]["tokens"] == []
+    # 7 tokens: tagged as two pieces (max_length 6) and joined back, nothing lost
+    assert [s["text"] for s in records[3]["spans"]] == ["carol smith", "dave", "rome"]
+
+
+def test_long_sentences_lose_no_token(cli, ner_model):
+    words = ("the bob went to paris and later saw alice in san jose today with carol smith " * 3).split()
+    result = cli("tag", ner_model, stdin=(" ".join(words) + "\n").encode())
+    record = result.json()
+    assert record["tokens"] == words and len(record["tags"]) == len(words)
+    assert [s["text"] for s in record["spans"]].count("san jose") == 3
+
+
+def test_conll_and_text_formats(cli, ner_model):
+    conll = cli("tag", ner_model, "--format", "conll", stdin=b"bob saw paris\nthe\n")
+    assert_ok(conll)
+    assert conll.out == "bob\tS-PER\nsaw\tO\nparis\tS-LOC\n\nthe\tO\n\n"
+    text = cli("tag", ner_model, "-", "--format", "text", stdin=b"bob saw paris\n")
+    assert text.out == "bob/S-PER saw/O paris/S-LOC\n"
+
+
+def test_model_option_and_input_file(cli, ner_model, tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("dave met bob\n", encoding="utf-8")
+    by_option = cli("tag", path, "--model", ner_model)
+    by_position = cli("tag", ner_model, path)
+    assert_ok(by_option)
+    assert by_option.out == by_position.out
+    assert [s["text"] for s in by_option.json()["spans"]] == ["dave", "bob"]
+
+
+def test_evaluate_reports_conlleval_scores(cli, ner_model):
+    result = cli("evaluate", ner_model, ner_model.parent / "dev.txt")
+    assert_ok(result)
+    report = result.json()
+    assert report["f1"] >= 0.95 and report["accuracy"] >= 0.95
+    assert set(report["per_type"]) == {"PER", "LOC"} and report["n"] == 40
+    assert report["n_spans"] == sum(t["support"] for t in report["per_type"].values())
+
+
+def test_segmenter_round_trip(cli, tmp_path):
+    for name, seed, n in (("train.txt", 1, 200), ("dev.txt", 2, 40)):
+        (tmp_path / name).write_text("".join(" ".join(s) + "\n" for s in synthetic_segmented(n, seed)),
+                                     encoding="utf-8")
+    recipe = tag_recipe(tmp_path, {"format": "segmented", "tag_scheme": "bmes", "bigrams": True})
+    assert_ok(train(cli, recipe, tmp_path / "seg.pt"))
+    result = cli("tag", tmp_path / "seg.pt", "--format", "text", stdin="我们 喜欢北京的天气\n".encode())
+    assert_ok(result)
+    assert result.out == "我们 喜欢 北京 的 天气\n"  # spaces in the input are not tokens
+    report = cli("evaluate", tmp_path / "seg.pt", tmp_path / "dev.txt").json()
+    assert report["f1"] >= 0.95 and set(report["per_type"]) == {""}
+
+
+def test_pos_tagger_reports_accuracy(cli, tmp_path):
+    for name, seed, n in (("train.txt", 1, 120), ("dev.txt", 2, 30)):
+        (tmp_path / name).write_text("".join(s + "\n" for s in synthetic_pos(n, seed)), encoding="utf-8")
+    recipe = tag_recipe(tmp_path, {"format": "word_tag", "tag_scheme": "none"}, {"char_encoder": "lstm"})
+    assert_ok(train(cli, recipe, tmp_path / "pos.pt"))
+    assert cli("tag", tmp_path / "pos.pt", "-f", "text", stdin=b"we like the weather\n").out == \
+        "we/r like/v the/u weather/n\n"
+    report = cli("evaluate", tmp_path / "pos.pt", tmp_path / "dev.txt").json()
+    assert report["accuracy"] >= 0.95 and "f1" not in report
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_unknown_tag_in_training_data(cli, tmp_path):
+    write_conll(tmp_path / "train.txt", [[("bob", "B-PER")], [("rome", "U-LOC"), ("x", "O")]])
+    write_conll(tmp_path / "dev.txt", [[("bob", "B-PER")]])
+    recipe = tag_recipe(tmp_path, {"format": "conll"})
+    assert_fails(train(cli, recipe, tmp_path / "m.pt"), 1, "train.txt:3: tag 'U-LOC' is not a BIO tag")
+
+
+def test_broken_columns_in_training_data(cli, tmp_path):
+    (tmp_path / "train.txt").write_text("bob B-PER\nsaw O extra\n", encoding="utf-8")
+    write_conll(tmp_path / "dev.txt", [[("bob", "B-PER")]])
+    recipe = tag_recipe(tmp_path, {"format": "conll"})
+    assert_fails(train(cli, recipe, tmp_path / "m.pt"), 1, "train.txt:2: 3 columns")
+
+
+def test_orphan_inside_tags_are_reported_not_fixed(cli, tmp_path):
+    good = synthetic_ner(30, 1)
+    write_conll(tmp_path / "train.txt", good + [[("bob", "I-PER"), ("x", "O")]])
+    orphan_line = sum(len(s) + 1 for s in good) + 1
+    write_conll(tmp_path / "dev.txt", synthetic_ner(5, 2))
+    recipe = tag_recipe(tmp_path, {"format": "conll"}, epochs=1)
+    result = cli("train", recipe, "--out", tmp_path / "m.pt")
+    assert_ok(result)
+    assert "1 sentence(s) have a span opening with a continuation tag" in result.err
+    assert f"at line {orphan_line})" in result.err.replace("\n", " ")
+
+
+def test_recipe_with_a_classification_format_is_a_usage_error(cli, tmp_path):
+    recipe = tag_recipe(tmp_path, {"format": "tsv"})
+    assert_fails(cli("recipes", "validate", recipe), 2, "data.format: tagging reads conll")
+
+
+def test_models_refuse_the_other_command(cli, ner_model, trained):
+    assert_fails(cli("classify", ner_model, stdin=b"bob\n"), 1, "needs a classify model", "dlcli tag")
+    assert_fails(cli("tag", trained, stdin=b"bob\n"), 1, "needs a tag model", "dlcli classify")
+
+
+def test_bad_format_option(cli, ner_model):
+    assert_fails(cli("tag", ner_model, "--format", "xml", stdin=b"bob\n"), 2, "--format")
