@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import add_row
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -99,8 +101,8 @@ def main() -> None:
     print(row)
     print(f"CLI runs (s): {', '.join(f'{t:.2f}' for t in cli)}", file=sys.stderr)
     if not args.no_append:
-        with open(ROOT / "docs" / "benchmarks.md", "a", encoding="utf-8") as fh:
-            fh.write(row + f" `python bench/classify_throughput.py --lines {args.lines}` |\n")
+        add_row("`dlcli classify` throughput (TREC TextCNN, stdin -> JSONL, start-up included)",
+                row + f" `python bench/classify_throughput.py --lines {args.lines}` |")
 
 
 if __name__ == "__main__":

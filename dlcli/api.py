@@ -181,12 +181,13 @@ def classify(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *,
 
 
 def tag(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *, input_format: str = "text",
-        encoding: str = "utf-8", batch_size: int | None = None, chunk: int = 2048) -> Iterator[list[dict]]:
+        encoding: str = "utf-8", batch_size: int | None = None, n_best: int | None = None,
+        chunk: int = 2048) -> Iterator[list[dict]]:
     """Tag a stream of sentences (one per line); yields lists of records in input order."""
     _expect_task(loaded, "tag", "dlcli tag")
     batch_size = batch_size or loaded.recipe.get("predict", {}).get("batch_size", 128)
     for ids, texts in _chunks(stream, source, input_format, encoding, chunk):
-        yield loaded.task.predict(loaded.model, ids, texts, batch_size)
+        yield loaded.task.predict(loaded.model, ids, texts, batch_size, n_best)
 
 
 def _expect_task(loaded: LoadedModel, task: str, command: str) -> None:

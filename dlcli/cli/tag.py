@@ -31,6 +31,8 @@ def tag_command(
                                       "token<TAB>tag lines, a blank line after each sentence; text: one line "
                                       "per input line, segmented words for a segmenter, token/TAG otherwise."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Sentences per forward pass."),
+    n_best: int = typer.Option(None, "--n-best", min=1, help="Also list the N most probable tag sequences "
+                               "(CRF models), as \"n_best\": [{\"tags\", \"probability\"}]."),
     input_format: str = typer.Option("text", "--input-format", help="text: one sentence per line; jsonl: "
                                      "objects with \"text\" (and optional \"id\")."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of the input."),
@@ -44,7 +46,7 @@ def tag_command(
 
     Record: {"id", "tokens", "tags", "spans": [{"start", "end", "label", "text"}]} (end exclusive;
     no spans for per-token labels such as POS). "id" is the line number, or the "id" field of a
-    JSON Lines input.
+    JSON Lines input. With --n-best, "n_best" lists the best whole-sentence alternatives.
     """
     from dlcli import api
     from dlcli.cli._io import JsonlWriter, open_input
@@ -60,7 +62,7 @@ def tag_command(
     render = _renderer(output_format, loaded.task)
     with open_input(input) as (stream, source):
         for records in api.tag(loaded, stream, source, input_format=input_format, encoding=encoding,
-                               batch_size=batch_size):
+                               batch_size=batch_size, n_best=n_best):
             if render is None:
                 writer.write(records)
             else:

@@ -80,6 +80,43 @@ class CRF(nn.Module):
         lengths = mask.sum(1).tolist()
         return [row[:n] for row, n in zip(full.tolist(), lengths)]
 
+    @torch.no_grad()
+    def decode_nbest(self, emissions: torch.Tensor, mask: torch.Tensor, n: int) -> list[list[tuple[list[int], float]]]:
+        """The n best tag sequences of each item with their scores, best first (list Viterbi:
+        n candidates kept per tag and step). Fewer when a sequence has fewer than n paths."""
+        trans, start, end = self._scores()
+        b, k = emissions.size(0), self.num_tags
+        neg = torch.finfo(emissions.dtype).min
+        score = torch.full((b, k, n), neg, dtype=emissions.dtype, device=emissions.device)  # (B, K, n)
+        score[:, :, 0] = start + emissions[:, 0]
+        pointers = []  # per step (B, K, n): flat index prev_tag * n + prev_rank
+        identity = torch.arange(k * n, device=emissions.device).view(1, k, n).expand(b, k, n)
+        for t in range(1, emissions.size(1)):
+            cand = score.unsqueeze(2) + trans.view(1, k, k, 1)  # (B, Kprev, K, n)
+            cand = cand.permute(0, 2, 1, 3).reshape(b, k, k * n)  # (B, K, Kprev*n)
+            best, arg = cand.topk(n, dim=2)  # (B, K, n)
+            step = best + emissions[:, t].unsqueeze(2)
+            keep = mask[:, t].view(b, 1, 1)
+            score = torch.where(keep, step, score)
+            pointers.append(torch.where(keep, arg, identity))
+        final = (score + end.view(1, k, 1)).reshape(b, k * n)
+        top, flat = final.topk(n, dim=1)  # (B, n)
+        lengths = mask.sum(1).tolist()
+        out = []
+        for i in range(b):
+            paths = []
+            for rank in range(n):
+                if top[i, rank] <= neg / 2 or top[i, rank] < top[i, 0] + FORBIDDEN / 2:
+                    break  # no such path, or only ones through a forbidden transition
+                index, path = int(flat[i, rank]), []
+                for arg in reversed(pointers):
+                    path.append(index // n)
+                    index = int(arg[i].view(-1)[index])
+                path.append(index // n)
+                paths.append((path[::-1][: lengths[i]], float(top[i, rank])))
+            out.append(paths)
+        return out
+
 
 def scheme_constraints(tags: list[str], scheme: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Allowed (from, to) transitions, start tags and end tags for a tagging scheme.

@@ -8,6 +8,7 @@ possible) that are tagged separately and joined again, so no token is ever dropp
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import torch
@@ -230,20 +231,53 @@ class TagTask:
             out[piece["sentence"]].extend(tags)
         return out
 
-    def predict(self, model, ids: list, texts: list[str], batch_size: int = EVAL_BATCH) -> list[dict]:
+    @torch.inference_mode()
+    def nbest_sentences(self, model, sentences: list[list[str]], n: int,
+                        batch_size: int = EVAL_BATCH) -> list[list[tuple[list[str], float]]]:
+        """The n most probable tag sequences per sentence, with their probabilities under the CRF.
+        Sentences are not cut into pieces here: the alternatives are for the sentence as a whole."""
+        if getattr(model, "crf", None) is None:
+            raise DataError("--n-best needs a model with a CRF output layer (bilstm_crf)")
+        pieces = [self._encode_piece(tokens, [_bigrams(tokens)] if self.bigrams else [], i, 0)
+                  for i, tokens in enumerate(sentences)]
+        device = next(model.parameters()).device
+        out: list[list[tuple[list[str], float]]] = [[] for _ in pieces]
+        for batch_ids in bucket_batches([len(p["ids"]) for p in pieces], batch_size):
+            chosen = [i for i in batch_ids if pieces[i]["ids"]]
+            if not chosen:
+                continue
+            batch = {k: v.to(device) for k, v in self._batch([pieces[i] for i in chosen]).items()}
+            scores = model(batch["ids"], batch["mask"], batch["chars"], batch["char_index"],
+                           batch.get("features")).float()
+            log_z = model.crf.log_partition(scores, batch["mask"]).tolist()
+            for i, paths, z in zip(chosen, model.crf.decode_nbest(scores, batch["mask"], n), log_z):
+                out[i] = [([self.labels[k] for k in path], math.exp(score - z)) for path, score in paths]
+        return out
+
+    def predict(self, model, ids: list, texts: list[str], batch_size: int = EVAL_BATCH,
+                n_best: int | None = None) -> list[dict]:
         sentences = [self.tokenize(t) for t in texts]
         if self.extra_columns:
             raise DataError(f"this model reads {self.extra_columns} extra feature column(s) per token",
                             "tag a CoNLL file with `dlcli evaluate`, or train without data.feature_columns")
-        tags = self.tag_sentences(model, sentences, None, batch_size)
-        join = "" if self.level == "char" else " "
+        alternatives = self.nbest_sentences(model, sentences, n_best, batch_size) if n_best else None
+        if alternatives is not None:
+            tags = [paths[0][0] if paths else [] for paths in alternatives]
+        else:
+            tags = self.tag_sentences(model, sentences, None, batch_size)
         records = []
-        for id_, tokens, sentence_tags in zip(ids, sentences, tags):
-            found = ([] if self.scheme == "none" else
-                     [{"start": s, "end": e, "label": kind, "text": join.join(tokens[s:e])}
-                      for s, e, kind in spans(sentence_tags)])
-            records.append({"id": id_, "tokens": tokens, "tags": sentence_tags, "spans": found})
+        for n, (id_, tokens, sentence_tags) in enumerate(zip(ids, sentences, tags)):
+            record = {"id": id_, "tokens": tokens, "tags": sentence_tags, "spans": self.spans_of(tokens, sentence_tags)}
+            if alternatives is not None:
+                record["n_best"] = [{"tags": t, "probability": round(p, 6)} for t, p in alternatives[n]]
+            records.append(record)
         return records
+
+    def spans_of(self, tokens: list[str], tags: list[str]) -> list[dict]:
+        if self.scheme == "none":
+            return []
+        join = "" if self.level == "char" else " "
+        return [{"start": s, "end": e, "label": kind, "text": join.join(tokens[s:e])} for s, e, kind in spans(tags)]
 
     def evaluate(self, model, records: list[Sentence] | None = None, threshold: float | None = None) -> dict:
         """Span P/R/F1 (conlleval) and token accuracy on the dev split or on `records`."""

@@ -62,6 +62,18 @@ def test_conll_and_text_formats(cli, ner_model):
     assert text.out == "bob/S-PER saw/O paris/S-LOC\n"
 
 
+def test_n_best_lists_whole_sentence_alternatives(cli, ner_model):
+    result = cli("tag", ner_model, "--n-best", "3", stdin=b"bob saw paris\n\n")
+    assert_ok(result)
+    first, empty = result.records()
+    alternatives = first["n_best"]
+    assert len(alternatives) == 3 and alternatives[0]["tags"] == first["tags"]
+    probabilities = [a["probability"] for a in alternatives]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0 + 1e-6
+    assert len({tuple(a["tags"]) for a in alternatives}) == 3
+    assert empty["n_best"] == []
+
+
 def test_model_option_and_input_file(cli, ner_model, tmp_path):
     path = tmp_path / "in.txt"
     path.write_text("dave met bob\n", encoding="utf-8")
@@ -97,8 +109,10 @@ def test_segmenter_round_trip(cli, tmp_path):
 def test_pos_tagger_reports_accuracy(cli, tmp_path):
     for name, seed, n in (("train.txt", 1, 120), ("dev.txt", 2, 30)):
         (tmp_path / name).write_text("".join(s + "\n" for s in synthetic_pos(n, seed)), encoding="utf-8")
-    recipe = tag_recipe(tmp_path, {"format": "word_tag", "tag_scheme": "none"}, {"char_encoder": "lstm"})
+    recipe = tag_recipe(tmp_path, {"format": "word_tag", "tag_scheme": "none"},
+                        {"type": "bilstm_softmax", "char_encoder": "lstm"})
     assert_ok(train(cli, recipe, tmp_path / "pos.pt"))
+    assert_fails(cli("tag", tmp_path / "pos.pt", "--n-best", "2", stdin=b"we\n"), 1, "needs a model with a CRF")
     assert cli("tag", tmp_path / "pos.pt", "-f", "text", stdin=b"we like the weather\n").out == \
         "we/r like/v the/u weather/n\n"
     report = cli("evaluate", tmp_path / "pos.pt", tmp_path / "dev.txt").json()

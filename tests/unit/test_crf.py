@@ -109,3 +109,20 @@ def test_decoding_never_returns_a_forbidden_path():
 def test_unknown_scheme():
     with pytest.raises(ValueError, match="unknown tag scheme"):
         scheme_constraints(["O"], "bilou2")
+
+
+def test_nbest_matches_enumeration():
+    crf, emissions, mask = make(seed=3)
+    nbest = crf.decode_nbest(emissions, mask, 5)
+    trans, start, end = (x.detach() for x in crf._scores())
+    for b, length in enumerate(LENGTHS):
+        ranked = []
+        for path in itertools.product(range(crf.num_tags), repeat=length):
+            s = start[path[0]] + end[path[-1]] + sum(emissions[b, t, tag] for t, tag in enumerate(path))
+            ranked.append((float(s + sum(trans[x, y] for x, y in zip(path, path[1:]))), list(path)))
+        ranked.sort(key=lambda item: -item[0])
+        want = ranked[:5]
+        assert [p for p, _ in nbest[b]] == [p for _, p in want]
+        assert [s for _, s in nbest[b]] == pytest.approx([s for s, _ in want], abs=1e-4)
+    assert nbest[0][0][0] == crf.decode(emissions, mask)[0]
+    assert len(crf.decode_nbest(emissions, mask, 10)[2]) == K  # a 1-token sequence has K paths
