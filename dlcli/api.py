@@ -57,6 +57,8 @@ def _train(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Pat
     builder, model_kwargs = parts.model
     model = builder(*task.model_sizes(), **model_kwargs)
     task.min_length = getattr(model, "min_length", 1)
+    if recipe.data.vectors:
+        task.notes = [*getattr(task, "notes", ()), _init_vectors(model, task, recipe, recipe_path, data_dir)]
     model.to(placement.device)
 
     cfg = recipe.train
@@ -117,6 +119,19 @@ def _prepare_task(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, d
     dev_records = read(recipe.data.dev) if recipe.data.dev else None
     vocab_builder, vocab_kwargs = parts.vocab
     return parts.adapter.from_records(vocab_builder, vocab_kwargs, recipe.data, train_records, dev_records)
+
+
+def _init_vectors(model, task, recipe: Recipe, recipe_path: Path, data_dir) -> str:
+    from dlcli.text.vectors import init_embedding
+
+    table = getattr(model, "embedding", None)
+    index = getattr(task.vocab, "index", None)
+    if not isinstance(table, torch.nn.Embedding) or index is None:
+        raise RecipeError(f"data.vectors: a {recipe.model.type} model over a {recipe.vocab.type} vocabulary has no "
+                          "word embedding to initialise", "use vocab type word or char")
+    path = resolve_data_path(recipe.data.vectors, data_root(data_dir), recipe_path.parent)
+    found = init_embedding(table, index, task.vocab.lowercase, path, recipe.data.vectors_format, recipe.data.encoding)
+    return f"{path}: initialised {found:,} of {len(index):,} vocabulary words"
 
 
 def _restore(trainer: Trainer, state_path: Path, resolved: dict) -> None:

@@ -45,6 +45,8 @@ class DataConfig:
     encoding: str = "utf-8"
     multi_label: bool = False
     max_length: int | None = None  # classify: longer texts are truncated; tag: cut into pieces
+    vectors: str | None = None  # pretrained word vectors that initialise the word embedding
+    vectors_format: str = "auto"  # auto | word2vec | word2vec_binary | glove
     # tagging (see dlcli/text/tagging.py)
     token_column: int = 0
     tag_column: int = -1  # negative: counted from the last column
@@ -99,6 +101,7 @@ CHOICES = {
     "precision": ("fp32", "bf16", "fp16"),
     "data.format": ("tsv", "csv", "jsonl", "fasttext", "conll", "segmented", "word_tag"),
     "data.tag_scheme": ("bio", "iob1", "bioes", "bmes", "none"),
+    "data.vectors_format": ("auto", "word2vec", "word2vec_binary", "glove"),
 }
 
 

@@ -160,3 +160,18 @@ def test_models_refuse_the_other_command(cli, ner_model, trained):
 
 def test_bad_format_option(cli, ner_model):
     assert_fails(cli("tag", ner_model, "--format", "xml", stdin=b"bob\n"), 2, "--format")
+
+
+def test_pretrained_vectors_initialise_the_word_embedding(cli, tmp_path):
+    write_conll(tmp_path / "train.txt", synthetic_ner(20, 1))
+    write_conll(tmp_path / "dev.txt", synthetic_ner(5, 2))
+    (tmp_path / "vectors.txt").write_text("2 16\n" + "\n".join(f"{w} " + " ".join(["0.25"] * 16)
+                                                              for w in ("paris", "zzz")) + "\n", encoding="utf-8")
+    recipe = tag_recipe(tmp_path, {"format": "conll", "vectors": "./vectors.txt"}, epochs=1)
+    result = cli("train", recipe, "--out", tmp_path / "m.pt")
+    assert_ok(result)
+    assert "initialised 1 of" in result.err
+    wrong = tag_recipe(tmp_path, {"format": "conll", "vectors": "./vectors.txt"}, {"embedding_dim": 8},
+                       name="wrong.yaml", epochs=1)
+    assert_fails(train(cli, wrong, tmp_path / "w.pt"), 1, "16 dimensions, the model's embedding 8",
+                 "model.embedding_dim: 16")
