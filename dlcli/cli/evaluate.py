@@ -9,16 +9,24 @@ EXAMPLES = """Examples:
   dlcli evaluate runs/textcnn_trec.pt ../shared/datasets/trec/dev.tsv | jq .accuracy
 
   dlcli evaluate model.pt reviews.csv --format csv --header --label-column 1 --text-column 0
+
+  dlcli evaluate en-ner eng.testb --tag-column 3 --tag-scheme iob1 | jq '.f1, .per_type.PER.f1'
 """
 
 
 def evaluate_command(
     model: str = typer.Argument(..., help="Checkpoint written by `dlcli train`."),
     data: str = typer.Argument(..., help="Labelled file, read with the checkpoint's data options."),
-    format: str = typer.Option(None, "--format", help="tsv, csv, jsonl or fasttext."),
+    format: str = typer.Option(None, "--format", help="tsv, csv, jsonl, fasttext; taggers: conll, segmented, "
+                               "word_tag."),
     label_column: int = typer.Option(None, "--label-column", min=0),
     text_column: int = typer.Option(None, "--text-column", min=0),
     header: bool = typer.Option(None, "--header/--no-header", help="Skip a header line (tsv/csv)."),
+    token_column: int = typer.Option(None, "--token-column", help="Taggers, conll format: the token column."),
+    tag_column: int = typer.Option(None, "--tag-column", help="Taggers, conll format: the tag column "
+                                   "(negative: from the end)."),
+    tag_scheme: str = typer.Option(None, "--tag-scheme", help="Taggers: the file's tag scheme (bio, iob1, "
+                                   "bioes, bmes, none)."),
     encoding: str = typer.Option(None, "--encoding"),
     threshold: float = typer.Option(None, "--threshold", help="Decision threshold of a multi-label model."),
     device: str = typer.Option("cpu", "--device"),
@@ -28,11 +36,16 @@ def evaluate_command(
     Classification keys: accuracy, macro_f1, n, per_label {label: precision, recall, f1, support},
     confusion {labels, matrix (rows gold, columns predicted)}; multi-label adds micro_f1,
     precision, recall (accuracy is then exact-match).
+
+    Tagging keys: accuracy (per token), n (sentences), n_tokens; for span schemes also f1,
+    precision, recall (micro, conlleval's chunk rules; words for a segmenter), n_spans and
+    per_type {type: precision, recall, f1, support}.
     """
     from dlcli import api
     from dlcli.cli._io import write_json
 
     loaded = api.load_model(model, device)
     overrides = {"format": format, "label_column": label_column, "text_column": text_column,
-                 "header": header, "encoding": encoding}
+                 "header": header, "encoding": encoding, "token_column": token_column, "tag_column": tag_column,
+                 "tag_scheme": tag_scheme}
     write_json(api.evaluate(loaded, data, overrides, threshold))

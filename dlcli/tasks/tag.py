@@ -62,6 +62,8 @@ class TagTask:
     def check_data(cls, cfg) -> None:
         if cfg.format not in cls.formats:
             raise RecipeError(f"data.format: tagging reads {', '.join(cls.formats)}, not {cfg.format!r}")
+        if cfg.tag_scheme not in SCHEMES:
+            raise RecipeError(f"data.tag_scheme: {cfg.tag_scheme!r} is not one of {', '.join(SCHEMES)}")
         if cfg.train_scheme is not None and cfg.train_scheme not in SCHEMES:
             raise RecipeError(f"data.train_scheme: {cfg.train_scheme!r} is not one of {', '.join(SCHEMES)}")
         if "none" in (cfg.tag_scheme, cfg.train_scheme or cfg.tag_scheme) and \
@@ -70,8 +72,9 @@ class TagTask:
         if cfg.format == "segmented" and cfg.tag_scheme != "bmes":
             raise RecipeError("data.tag_scheme: segmented text is read as B/M/E/S tags", "set data.tag_scheme: bmes")
 
-    @staticmethod
-    def read(path, cfg) -> list[Sentence]:
+    @classmethod
+    def read(cls, path, cfg) -> list[Sentence]:
+        cls.check_data(cfg)
         sentences = read_tagged(path, cfg)
         if cfg.train_scheme and cfg.train_scheme != cfg.tag_scheme:
             for s in sentences:

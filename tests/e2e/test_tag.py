@@ -175,3 +175,13 @@ def test_pretrained_vectors_initialise_the_word_embedding(cli, tmp_path):
                        name="wrong.yaml", epochs=1)
     assert_fails(train(cli, wrong, tmp_path / "w.pt"), 1, "16 dimensions, the model's embedding 8",
                  "model.embedding_dim: 16")
+
+
+def test_evaluate_reads_other_layouts(cli, ner_model, tmp_path):
+    sentences = synthetic_ner(20, 5)
+    path = tmp_path / "three.txt"
+    path.write_text("".join("".join(f"{t} NN {g}\n" for t, g in s) + "\n" for s in sentences), encoding="utf-8")
+    result = cli("evaluate", ner_model, path, "--tag-column", "2", "--tag-scheme", "bio")
+    assert_ok(result)
+    assert result.json()["n"] == 20 and result.json()["f1"] >= 0.9
+    assert_fails(cli("evaluate", ner_model, path, "--tag-scheme", "bilou"), 2, "data.tag_scheme")
