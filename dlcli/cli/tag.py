@@ -30,6 +30,8 @@ def tag_command(
     output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl: one record per line; conll: "
                                       "token<TAB>tag lines, a blank line after each sentence; text: one line "
                                       "per input line, segmented words for a segmenter, token/TAG otherwise."),
+    tag_scheme: str = typer.Option(None, "--tag-scheme", help="Write tags in this scheme (bio, iob1, bioes, "
+                                   "bmes) instead of the model's own."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Sentences per forward pass."),
     n_best: int = typer.Option(None, "--n-best", min=1, help="Also list the N most probable tag sequences "
                                "(CRF models), as \"n_best\": [{\"tags\", \"probability\"}]."),
@@ -58,11 +60,17 @@ def tag_command(
         raise RecipeError(f"--input-format: {input_format!r} is not text or jsonl")
     model, input = _split_arguments(list(args or []), model)
     loaded = api.load_model(model, device)
+    if tag_scheme is not None:
+        if tag_scheme not in ("bio", "iob1", "bioes", "bmes") or loaded.task.scheme == "none":
+            raise RecipeError(f"--tag-scheme: cannot write {loaded.task.scheme} tags as {tag_scheme!r}",
+                              "choose bio, iob1, bioes or bmes, for a model with span tags")
     writer = JsonlWriter()
     render = _renderer(output_format, loaded.task)
     with open_input(input) as (stream, source):
         for records in api.tag(loaded, stream, source, input_format=input_format, encoding=encoding,
                                batch_size=batch_size, n_best=n_best):
+            if tag_scheme is not None:
+                _retag(records, loaded.task.scheme, tag_scheme)
             if render is None:
                 writer.write(records)
             else:
@@ -96,6 +104,15 @@ def _looks_like_model(arg: str) -> bool:
         return False
     with open(path, "rb") as fh:
         return fh.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive; text never starts so
+
+
+def _retag(records: list[dict], source: str, target: str) -> None:
+    from dlcli.text.tagging import convert_scheme
+
+    for record in records:
+        record["tags"] = convert_scheme(record["tags"], source, target)
+        for alternative in record.get("n_best", ()):
+            alternative["tags"] = convert_scheme(alternative["tags"], source, target)
 
 
 def _renderer(output_format: str, task):

@@ -60,6 +60,9 @@ def test_conll_and_text_formats(cli, ner_model):
     assert conll.out == "bob\tS-PER\nsaw\tO\nparis\tS-LOC\n\nthe\tO\n\n"
     text = cli("tag", ner_model, "-", "--format", "text", stdin=b"bob saw paris\n")
     assert text.out == "bob/S-PER saw/O paris/S-LOC\n"
+    bio = cli("tag", ner_model, "--tag-scheme", "bio", "-f", "text", stdin=b"carol smith saw paris\n")
+    assert bio.out == "carol/B-PER smith/I-PER saw/O paris/B-LOC\n"
+    assert_fails(cli("tag", ner_model, "--tag-scheme", "xyz", stdin=b"bob\n"), 2, "--tag-scheme")
 
 
 def test_n_best_lists_whole_sentence_alternatives(cli, ner_model):

@@ -1,0 +1,29 @@
+"""The default models shipped in dlcli/pretrained/: they load by name and tag real text sensibly."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import assert_ok
+
+from dlcli.checkpoint import PRETRAINED_DIR
+
+
+def shipped(name: str):
+    if not (PRETRAINED_DIR / f"{name}.pt").exists():
+        pytest.fail(f"dlcli/pretrained/{name}.pt is missing: ship it with scripts/ship_pretrained.py")
+
+
+def spans(result) -> list[tuple[str, str]]:
+    return [(s["text"], s["label"]) for r in result.records() for s in r["spans"]]
+
+
+def test_en_ner_is_the_default(cli):
+    shipped("en-ner")
+    # sentences written for this test, not taken from CoNLL-2003
+    result = cli("tag", stdin=b"Angela Merkel met Emmanuel Macron in Paris on Tuesday .\n"
+                              b"Shares of Microsoft rose 3 percent in New York after the Federal Reserve meeting .\n"
+                              b"The United Nations said Kenya and Uganda signed the agreement .\n")
+    assert_ok(result)
+    assert spans(result) == [("Angela Merkel", "PER"), ("Emmanuel Macron", "PER"), ("Paris", "LOC"),
+                             ("Microsoft", "ORG"), ("New York", "LOC"), ("Federal Reserve", "ORG"),
+                             ("United Nations", "ORG"), ("Kenya", "LOC"), ("Uganda", "LOC")]
