@@ -188,3 +188,20 @@ def test_evaluate_reads_other_layouts(cli, ner_model, tmp_path):
     assert_ok(result)
     assert result.json()["n"] == 20 and result.json()["f1"] >= 0.9
     assert_fails(cli("evaluate", ner_model, path, "--tag-scheme", "bilou"), 2, "data.tag_scheme")
+
+
+def test_resumed_tagger_training_matches_a_straight_run(cli, tmp_path):
+    from helpers import assert_same_tensors
+
+    from dlcli import checkpoint
+
+    write_conll(tmp_path / "train.txt", synthetic_ner(40, 1))
+    write_conll(tmp_path / "dev.txt", synthetic_ner(8, 2))
+    recipe = tag_recipe(tmp_path, {"format": "conll", "bigrams": True},
+                        {"char_encoder": "lstm", "char_dim": 4, "char_hidden": 4, "word_dropout": 0.2, "dropout": 0.3},
+                        epochs=2)
+    assert_ok(train(cli, recipe, tmp_path / "straight.pt"))
+    assert_ok(train(cli, recipe, tmp_path / "resumed.pt", "--set", "train.epochs=1"))
+    assert_ok(train(cli, recipe, tmp_path / "resumed.pt", "--resume"))
+    assert_same_tensors(checkpoint.load(tmp_path / "resumed.pt")["state_dict"],
+                        checkpoint.load(tmp_path / "straight.pt")["state_dict"])
