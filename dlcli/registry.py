@@ -9,10 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlcli.errors import RecipeError
+from dlcli.models import rnn
+from dlcli.models.attn_lstm import AttentionBiLSTM
+from dlcli.models.charcnn import CharCNN
 from dlcli.models.fasttext import FastText
 from dlcli.models.mlp import MLPClassifier
+from dlcli.models.rcnn import RCNN
 from dlcli.models.tagger import bilstm_crf, bilstm_softmax
 from dlcli.models.textcnn import TextCNN
+from dlcli.models.transformer import TransformerClassifier
 from dlcli.recipe import Component, bind_kwargs
 from dlcli.schedules import OPTIMIZERS, SCHEDULES
 from dlcli.tasks.classify import ClassifyTask
@@ -21,7 +26,11 @@ from dlcli.text import vocab
 
 # Builders take data-derived sizes positionally and recipe knobs keyword-only.
 MODELS: dict[str, dict[str, Any]] = {
-    "classify": {"mlp": MLPClassifier, "textcnn": TextCNN, "fasttext": FastText},
+    "classify": {
+        "mlp": MLPClassifier, "textcnn": TextCNN, "fasttext": FastText,
+        "rnn": rnn.rnn, "lstm": rnn.lstm, "gru": rnn.gru, "bilstm": rnn.bilstm, "bigru": rnn.bigru,
+        "attn_lstm": AttentionBiLSTM, "rcnn": RCNN, "charcnn": CharCNN, "transformer": TransformerClassifier,
+    },
     "tag": {"bilstm_crf": bilstm_crf, "bilstm_softmax": bilstm_softmax},
 }
 

@@ -55,9 +55,16 @@ def dev_accuracy(out: Path, dev: Path) -> float:
     return api.evaluate(api.load_model(out), dev)["accuracy"]
 
 
-@pytest.mark.parametrize("name", sorted(registry.MODELS["classify"]))
+# The plain tanh RNN learns this tiny set reliably only with mean pooling; the character CNN needs
+# characters and more data, and is trained on its own in tests/unit/test_classifiers.py.
+LEARNS_WITH = {"rnn": {"pooling": "mean"}}
+WORD_MODELS = sorted(set(registry.MODELS["classify"]) - {"charcnn"})
+
+
+@pytest.mark.parametrize("name", WORD_MODELS)
 def test_every_model_learns_the_synthetic_task(cli, dataset, name):
-    model = {"type": name, **tiny_kwargs(registry.MODELS["classify"][name], embedding_dim=16, hidden_sizes=[16])}
+    knobs = tiny_kwargs(registry.MODELS["classify"][name], embedding_dim=16, hidden_sizes=[16])
+    model = {"type": name, **knobs, **LEARNS_WITH.get(name, {})}
     recipe = dataset.recipe(model=model, train={"epochs": 8})
     out = dataset.root / "m.pt"
     result = train(cli, recipe, out)
