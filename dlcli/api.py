@@ -183,7 +183,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
 
 def classify(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *,
              input_format: str = "text", encoding: str = "utf-8", top_k: int | None = None,
-             threshold: float | None = None, batch_size: int | None = None,
+             threshold: float | None = None, batch_size: int | None = None, explain: bool = False,
              chunk: int = 4096) -> Iterator[list[dict]]:
     """Classify a stream of texts; yields lists of JSON-ready records in input order."""
     _expect_task(loaded, "classify", "dlcli classify")
@@ -192,7 +192,7 @@ def classify(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *,
     threshold = threshold if threshold is not None else predict_cfg.get("threshold")
     batch_size = batch_size or predict_cfg.get("batch_size", 256)
     for ids, texts in _chunks(stream, source, input_format, encoding, chunk):
-        yield loaded.task.predict(loaded.model, ids, texts, top_k, threshold, batch_size)
+        yield loaded.task.predict(loaded.model, ids, texts, top_k, threshold, batch_size, explain)
 
 
 def tag(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *, input_format: str = "text",

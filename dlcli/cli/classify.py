@@ -11,6 +11,8 @@ EXAMPLES = """Examples:
   dlcli classify model.pt questions.txt --top-k 3 | jq -r .label
 
   dlcli classify tags.pt docs.jsonl --input-format jsonl --threshold 0.3
+
+  echo 'a gorgeous , witty film' | dlcli classify runs/attn_lstm_sst2.pt --explain | jq -c .attention
 """
 
 
@@ -22,6 +24,8 @@ def classify_command(
     threshold: float = typer.Option(None, "--threshold", help="Also list every label scoring >= this "
                                     "(multi-label models default to 0.5)."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass."),
+    explain: bool = typer.Option(False, "--explain", help="Add \"attention\": [{\"token\", \"weight\"}], the "
+                                 "model's weight on each token (attention models such as attn_lstm)."),
     input_format: str = typer.Option("text", "--input-format", help="text: one text per line; jsonl: "
                                      "objects with \"text\" (and optional \"id\")."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of the input."),
@@ -44,5 +48,5 @@ def classify_command(
     with open_input(input) as (stream, source):
         for records in api.classify(loaded, stream, source, input_format=input_format,
                                     encoding=encoding, top_k=top_k, threshold=threshold,
-                                    batch_size=batch_size):
+                                    batch_size=batch_size, explain=explain):
             writer.write(records)

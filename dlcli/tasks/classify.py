@@ -6,6 +6,8 @@ several labels on a line) with one sigmoid per label, thresholded at prediction 
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 
@@ -135,8 +137,9 @@ class ClassifyTask:
         return out
 
     def predict(self, model, ids: list, texts: list[str], top_k: int = 1,
-                threshold: float | None = None, batch_size: int = EVAL_BATCH) -> list[dict]:
-        probs = self.scores(model, self.encode(texts), batch_size)
+                threshold: float | None = None, batch_size: int = EVAL_BATCH, explain: bool = False) -> list[dict]:
+        encoded = self.encode(texts)
+        probs = self.scores(model, encoded, batch_size)
         k = max(1, min(top_k, len(self.labels)))
         top_p, top_i = probs.topk(k, dim=1)
         top_p, top_i = top_p.tolist(), top_i.tolist()
@@ -151,7 +154,26 @@ class ClassifyTask:
                 row = probs[n]
                 rec["labels"] = [names[i] for i in (row >= threshold).nonzero().flatten().tolist()]
             records.append(rec)
+        if explain:
+            for rec, text, weights in zip(records, texts, self.attention(model, encoded, batch_size)):
+                tokens = self.vocab.tokenize(text)[: len(weights)]
+                rec["attention"] = [{"token": t, "weight": round(w, 6)} for t, w in zip(tokens, weights)]
         return records
+
+    @torch.inference_mode()
+    def attention(self, model, ids: list[list[int]], batch_size: int = EVAL_BATCH) -> list[list[float]]:
+        """Per-token attention weights of a model that has them (attn_lstm), in input order."""
+        if not inspect.isfunction(getattr(type(model), "attention", None)):  # a method, not a pooling submodule
+            raise DataError("--explain needs a model with word-level attention (attn_lstm), "
+                            f"not {type(model).__name__}")
+        device = next(model.parameters()).device
+        out: list[list[float]] = [[] for _ in ids]
+        for batch in bucket_batches([len(x) for x in ids], batch_size):
+            tokens, mask = pad([ids[i] for i in batch], self.vocab.pad_id, self.min_length)
+            weights = model.attention(tokens.to(device), mask.to(device)).float().cpu().tolist()
+            for i, row in zip(batch, weights):
+                out[i] = row[: len(ids[i])]
+        return out
 
     def evaluate(self, model, records: list[Record] | None = None, threshold: float | None = None) -> dict:
         """Metrics on the dev split, or on `records` read from a labelled file."""

@@ -329,15 +329,21 @@ def test_each_family_learns_the_synthetic_task(tmp_path, family):
     assert api.evaluate(loaded, data.dev)["accuracy"] == pytest.approx(summary["best"])
 
 
-def test_trained_attention_points_at_the_keywords(tmp_path):
+def test_classify_explain_shows_attention_on_the_keywords(tmp_path, cli, trained):
     model, n_train, vocab, train = FAMILIES["attn_lstm"]
     data = make_dataset(tmp_path / "data", n_train=n_train)
     recipe = data.recipe(model=model, train={"epochs": 8, **train})
-    loaded = api.load_model(api.train(recipe, out=tmp_path / "m.pt")["checkpoint"])
+    out = api.train(recipe, out=tmp_path / "m.pt")["checkpoint"]
     texts = [text for _, text in data.dev_rows()]
-    ids, mask = pad(loaded.task.encode(texts), loaded.task.vocab.pad_id)
-    with torch.no_grad():
-        top = loaded.model.attention(ids, mask).argmax(1).tolist()
+    result = cli("classify", out, "--explain", stdin="".join(t + "\n" for t in texts).encode())
+    assert result.code == 0, result.err
     keywords = {word for words in TOPICS.values() for word in words}
-    hits = sum(text.split()[i] in keywords for text, i in zip(texts, top))
-    assert hits >= 0.8 * len(texts)  # what `classify --explain` would show is meaningful
+    hits = 0
+    for text, record in zip(texts, result.records(), strict=True):
+        attention = record["attention"]
+        assert [a["token"] for a in attention] == text.lower().split()
+        assert sum(a["weight"] for a in attention) == pytest.approx(1.0, abs=1e-4)
+        hits += max(attention, key=lambda a: a["weight"])["token"] in keywords
+    assert hits >= 0.8 * len(texts)  # the weights say something true about the model
+    refused = cli("classify", trained, "--explain", stdin=b"a text\n")
+    assert refused.code == 1 and "needs a model with word-level attention" in refused.err and refused.out == ""
