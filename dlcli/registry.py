@@ -101,7 +101,7 @@ def resolve_recipe(recipe) -> Resolved:
         optimizer=resolve("optimizer", OPTIMIZERS, recipe.train.optimizer, "train.optimizer"),
         lr_schedule=resolve("lr_schedule", SCHEDULES, recipe.train.lr_schedule, "train.lr_schedule"),
     )
-    parts.adapter.check_data(recipe.data)
+    parts.adapter.check_recipe(recipe)
     metric = recipe.train.metric
     if metric is not None and metric not in parts.adapter.metrics:
         close = difflib.get_close_matches(metric, parts.adapter.metrics, n=1)

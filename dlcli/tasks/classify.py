@@ -40,6 +40,10 @@ class ClassifyTask:
     formats = ("tsv", "csv", "jsonl", "fasttext")
 
     @classmethod
+    def check_recipe(cls, recipe) -> None:
+        cls.check_data(recipe.data)
+
+    @classmethod
     def check_data(cls, cfg) -> None:
         if cfg.format not in cls.formats:
             raise RecipeError(f"data.format: classification reads {', '.join(cls.formats)}, not {cfg.format!r}")

@@ -59,6 +59,13 @@ class TagTask:
     # ------------------------------------------------------------ construction
 
     @classmethod
+    def check_recipe(cls, recipe) -> None:
+        cls.check_data(recipe.data)
+        if recipe.vocab.type != "word":
+            raise RecipeError(f"vocab.type: tagging reads its tokens from the data, so only `word` applies, "
+                              f"not {recipe.vocab.type!r}", "vocab.lowercase / min_freq / max_size still apply")
+
+    @classmethod
     def check_data(cls, cfg) -> None:
         if cfg.format not in cls.formats:
             raise RecipeError(f"data.format: tagging reads {', '.join(cls.formats)}, not {cfg.format!r}")
@@ -84,12 +91,7 @@ class TagTask:
     @classmethod
     def from_records(cls, vocab_builder, vocab_kwargs: dict, cfg, train: list[Sentence],
                      dev: list[Sentence] | None) -> TagTask:
-        if getattr(vocab_builder, "__name__", "") != "build_word_vocab":
-            raise DataError("tagging reads its tokens from the data: use `vocab: {type: word}`",
-                            "vocab.lowercase / min_freq / max_size still apply")
         scheme = cfg.train_scheme or cfg.tag_scheme
-        if scheme not in SCHEMES:
-            raise DataError(f"data.tag_scheme: {scheme!r} is not one of {', '.join(SCHEMES)}")
         lower = vocab_kwargs.get("lowercase", False)
         words = Counter((t.lower() if lower else t) for s in train for t in s.tokens)
         vocab = TokenVocab("word", _ranked(words, vocab_kwargs.get("min_freq", 1), vocab_kwargs.get("max_size")),

@@ -205,3 +205,9 @@ def test_resumed_tagger_training_matches_a_straight_run(cli, tmp_path):
     assert_ok(train(cli, recipe, tmp_path / "resumed.pt", "--resume"))
     assert_same_tensors(checkpoint.load(tmp_path / "resumed.pt")["state_dict"],
                         checkpoint.load(tmp_path / "straight.pt")["state_dict"])
+
+
+def test_tagging_recipe_needs_a_word_vocabulary(cli, tmp_path):
+    recipe = tag_recipe(tmp_path, {"format": "conll"})
+    recipe.write_text(recipe.read_text(encoding="utf-8").replace("type: word", "type: bpe"), encoding="utf-8")
+    assert_fails(cli("recipes", "validate", recipe), 2, "vocab.type: tagging reads its tokens from the data")
