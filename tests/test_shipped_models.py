@@ -35,3 +35,16 @@ def test_zh_ner(cli):
     assert_ok(result)
     assert spans(result) == [("国务院", "ORG"), ("李克强", "PER"), ("北京", "LOC"), ("法国", "LOC"),
                              ("阿里巴巴集团", "ORG"), ("马云", "PER"), ("浙江", "LOC"), ("杭州", "LOC")]
+
+
+def test_zh_seg_then_zh_pos_in_a_pipeline(cli):
+    shipped("zh-seg")
+    shipped("zh-pos")
+    segmented = cli("tag", "--model", "zh-seg", "--format", "text",
+                    stdin="我们今天在北京参观了国家图书馆。\n他说这个问题很难解决。\n".encode())
+    assert_ok(segmented)
+    assert segmented.lines == ["我们 今天 在 北京 参观 了 国家 图书馆 。", "他 说 这个 问题 很 难 解决 。"]
+    tagged = cli("tag", "--model", "zh-pos", "--format", "text", stdin=segmented.out.encode())
+    assert_ok(tagged)
+    assert tagged.lines[1] == "他/r 说/v 这个/r 问题/n 很/d 难/a 解决/v 。/w"
+    assert [t.rpartition("/")[2] for t in tagged.lines[0].split()] == ["r", "t", "p", "ns", "v", "u", "n", "n", "w"]
