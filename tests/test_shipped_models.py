@@ -31,7 +31,8 @@ def test_en_ner_is_the_default(cli):
 
 def test_zh_ner(cli):
     shipped("zh-ner")
-    result = cli("tag", "--model", "zh-ner", stdin="国务院总理李克强今天在北京会见了法国外长。\n阿里巴巴集团的马云出生于浙江杭州。\n".encode())
+    text = "国务院总理李克强今天在北京会见了法国外长。\n阿里巴巴集团的马云出生于浙江杭州。\n"
+    result = cli("tag", "--model", "zh-ner", stdin=text.encode())
     assert_ok(result)
     assert spans(result) == [("国务院", "ORG"), ("李克强", "PER"), ("北京", "LOC"), ("法国", "LOC"),
                              ("阿里巴巴集团", "ORG"), ("马云", "PER"), ("浙江", "LOC"), ("杭州", "LOC")]
