@@ -14,6 +14,7 @@ from dlcli.models.attn_lstm import AttentionBiLSTM
 from dlcli.models.charcnn import CharCNN
 from dlcli.models.fasttext import FastText
 from dlcli.models.mlp import MLPClassifier
+from dlcli.models.mtcnn import MTCNN
 from dlcli.models.rcnn import RCNN
 from dlcli.models.tagger import bilstm_crf, bilstm_softmax
 from dlcli.models.textcnn import TextCNN
@@ -21,6 +22,7 @@ from dlcli.models.transformer import TransformerClassifier
 from dlcli.recipe import Component, bind_kwargs
 from dlcli.schedules import OPTIMIZERS, SCHEDULES
 from dlcli.tasks.classify import ClassifyTask
+from dlcli.tasks.detect_faces import DetectFacesTask
 from dlcli.tasks.tag import TagTask
 from dlcli.text import vocab
 
@@ -32,9 +34,10 @@ MODELS: dict[str, dict[str, Any]] = {
         "attn_lstm": AttentionBiLSTM, "rcnn": RCNN, "charcnn": CharCNN, "transformer": TransformerClassifier,
     },
     "tag": {"bilstm_crf": bilstm_crf, "bilstm_softmax": bilstm_softmax},
+    "detect_faces": {"mtcnn": MTCNN},
 }
 
-TASKS = {"classify": ClassifyTask, "tag": TagTask}
+TASKS = {"classify": ClassifyTask, "tag": TagTask, "detect_faces": DetectFacesTask}
 
 VOCABS = {
     "word": vocab.build_word_vocab,

@@ -1,0 +1,50 @@
+"""`dlcli convert KIND PATH... --out PATH`: weights from other tools into a dlcli checkpoint."""
+
+from __future__ import annotations
+
+import typer
+
+KINDS = ("mtcnn",)
+
+EXAMPLES = """Examples:
+
+  dlcli convert mtcnn pnet.pt rnet.pt onet.pt --out mtcnn.pt
+
+  dlcli convert mtcnn det1.npy det2.npy det3.npy -o mtcnn.pt
+
+  dlcli convert mtcnn facenet/src/align -o mtcnn.pt
+"""
+
+
+def convert_command(
+    kind: str = typer.Argument(..., metavar="KIND", help="What the weights are: mtcnn (the original MTCNN face "
+                               "detector: P-Net, R-Net and O-Net)."),
+    paths: list[str] = typer.Argument(..., metavar="PATH...", help="Weight files, or folders holding them."),
+    out: str = typer.Option(..., "--out", "-o", help="Checkpoint to write."),
+):
+    """Convert weights made by other tools into a dlcli checkpoint; prints a JSON summary.
+
+    mtcnn reads facenet-pytorch's pnet.pt, rnet.pt and onet.pt (tensors only, loaded with
+    weights_only), or the TensorFlow port's det1.npy, det2.npy and det3.npy. Those .npy files are
+    pickles, which can carry code: dlcli reads them with an unpickler that builds NumPy arrays and
+    refuses everything else, so no code from the file runs; still, convert only files from a
+    source you trust. Files are recognised by their content, in any order; a folder stands for
+    the weight files in it.
+    """
+    import difflib
+    from pathlib import Path
+
+    from dlcli import checkpoint
+    from dlcli.cli._io import write_json
+    from dlcli.convert.mtcnn import convert_mtcnn
+    from dlcli.errors import RecipeError
+
+    if kind not in KINDS:
+        close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.5)
+        raise RecipeError(f"convert: unknown kind {kind!r}",
+                          f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(KINDS)}")
+    payload = convert_mtcnn([Path(p) for p in paths])
+    checkpoint.save(out, payload)
+    parameters = sum(t.numel() for t in payload["state_dict"].values())
+    write_json({"checkpoint": out, "task": payload["task"], "model": payload["model"]["type"],
+                "converted_from": payload["converted_from"], "parameters": parameters})

@@ -1,0 +1,103 @@
+"""`dlcli detect-faces [IMAGE... | -] --model PATH`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+# The model used without --model: none ships yet. Once one does, name it here (e.g. "mtcnn",
+# resolved by checkpoint.resolve_model) and --model becomes optional.
+DEFAULT_MODEL: str | None = None
+
+EXAMPLES = """Examples:
+
+  dlcli detect-faces group.jpg --model mtcnn.pt | jq -c '.faces[].box'
+
+  find photos -name '*.jpg' | dlcli detect-faces -m mtcnn.pt > faces.jsonl
+
+  dlcli detect-faces a.jpg b.png -m mtcnn.pt --draw drawn/ --crop faces/
+"""
+
+
+def detect_faces_command(
+    images: list[str] = typer.Argument(None, metavar="IMAGE", help="Image files; none or '-': read "
+                                       "paths from stdin, one per line."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Face detector checkpoint (from "
+                              "`dlcli convert mtcnn`). Required for now: no detector ships with dlcli yet."),
+    min_face: float = typer.Option(None, "--min-face", min=1, help="Smallest face sought, in pixels; smaller is "
+                                   "slower [default: the checkpoint's, 20]."),
+    thresholds: str = typer.Option(None, "--thresholds", help="Score thresholds of P-Net, R-Net and O-Net, "
+                                   "comma-separated [default: the checkpoint's, 0.6,0.7,0.7]."),
+    factor: float = typer.Option(None, "--factor", help="Scale step of the image pyramid, between 0 and 1; "
+                                 "larger is slower and finds a few more faces [default: the checkpoint's, 0.709]."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images read and detected together; "
+                                   "same-size images share forward passes [default: 8]."),
+    draw: str = typer.Option(None, "--draw", metavar="DIR", help="Write <stem>.png copies with boxes and "
+                             "landmarks drawn into DIR."),
+    crop: str = typer.Option(None, "--crop", metavar="DIR", help="Write square face crops <stem>_<i>.png into "
+                             "DIR (i: the face's place in the record)."),
+    crop_size: int = typer.Option(160, "--crop-size", min=1, help="Side of the face crops, in pixels."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+):
+    """Detect faces (MTCNN) in image files; one JSON object per image, in input order.
+
+    Record: {"image", "width", "height", "faces": [{"box": [x1, y1, x2, y2], "score",
+    "landmarks": [[x, y] x 5]}]}, faces best first. Coordinates are pixels of the upright image
+    (EXIF orientation applied), 0-based, x2/y2 exclusive; the landmarks are the eyes, the nose
+    tip and the mouth corners as the original MTCNN orders them. An image that cannot be read
+    gives {"image", "error"}; the others are still processed, and the exit code is then 1.
+    """
+    from pathlib import Path
+
+    from dlcli import api
+    from dlcli.cli._io import JsonlWriter
+    from dlcli.errors import DataError, RecipeError
+
+    if model is None:
+        raise RecipeError("--model: required (no face detector ships with dlcli yet)",
+                          "convert the original weights: dlcli convert mtcnn pnet.pt rnet.pt onet.pt --out mtcnn.pt")
+    if factor is not None and not 0 < factor < 1:
+        raise RecipeError(f"--factor: {factor} is not between 0 and 1")
+    loaded = api.load_model(model, device)
+    if loaded.data["task"] != "detect_faces":
+        raise DataError(f"dlcli detect-faces needs a detect_faces model; this checkpoint is a "
+                        f"{loaded.data['task']} model")
+    writer = JsonlWriter()
+    total = failed = 0
+    for records in loaded.task.detect(loaded.model, _paths(images), draw_dir=Path(draw) if draw else None,
+                                      crop_dir=Path(crop) if crop else None, crop_size=crop_size,
+                                      min_face=min_face, thresholds=_thresholds(thresholds), factor=factor,
+                                      batch_size=batch_size):
+        writer.write(records)
+        for record in records:
+            total += 1
+            if "error" in record:
+                failed += 1
+                print(f"dlcli: {record['error']}", file=sys.stderr)
+    if failed:
+        raise DataError(f"{failed} of {total} images could not be read", "their records carry an \"error\" field")
+
+
+def _paths(images: list[str] | None):
+    from dlcli.errors import RecipeError
+
+    if not images or images == ["-"]:
+        return (line.rstrip("\r\n") for line in sys.stdin if line.strip())
+    if "-" in images:
+        raise RecipeError("'-' (paths from stdin) cannot be mixed with image paths")
+    return iter(images)
+
+
+def _thresholds(text: str | None) -> list[float] | None:
+    from dlcli.errors import RecipeError
+
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not all(0 <= v <= 1 for v in values):
+        raise RecipeError(f"--thresholds: {text!r} is not three numbers between 0 and 1, e.g. 0.6,0.7,0.7")
+    return values
