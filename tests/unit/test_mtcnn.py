@@ -10,25 +10,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import REPO, RunsCodeOnLoad
+from helpers import FACENET_SHAPES, REPO, RunsCodeOnLoad
 
 from dlcli import api, checkpoint
 from dlcli.convert import mtcnn as convert
 from dlcli.errors import CheckpointError, DataError
 from dlcli.models.mtcnn import MTCNN, ONet, PNet, RNet
 
-# facenet-pytorch's layer shapes, the layout of the original weights it ships (out, in, kh, kw).
-FACENET_SHAPES = {
-    "pnet": {"conv1": (10, 3, 3, 3), "prelu1": (10,), "conv2": (16, 10, 3, 3), "prelu2": (16,),
-             "conv3": (32, 16, 3, 3), "prelu3": (32,), "conv4_1": (2, 32, 1, 1), "conv4_2": (4, 32, 1, 1)},
-    "rnet": {"conv1": (28, 3, 3, 3), "prelu1": (28,), "conv2": (48, 28, 3, 3), "prelu2": (48,),
-             "conv3": (64, 48, 2, 2), "prelu3": (64,), "dense4": (128, 576), "prelu4": (128,),
-             "dense5_1": (2, 128), "dense5_2": (4, 128)},
-    "onet": {"conv1": (32, 3, 3, 3), "prelu1": (32,), "conv2": (64, 32, 3, 3), "prelu2": (64,),
-             "conv3": (64, 64, 3, 3), "prelu3": (64,), "conv4": (128, 64, 2, 2), "prelu4": (128,),
-             "dense5": (256, 1152), "prelu5": (256,), "dense6_1": (2, 256), "dense6_2": (4, 256),
-             "dense6_3": (10, 256)},
-}
 NPY_NAMES = {"pnet": "det1", "rnet": "det2", "onet": "det3"}
 
 
