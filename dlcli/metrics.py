@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+
+from dlcli.text.tagging import spans
 
 
 def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
@@ -74,10 +77,6 @@ def tagging_report(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
     Spans come from `dlcli.text.tagging.spans` (conlleval's chunk rules), so for a segmenter
     (untyped B/M/E/S tags) P/R/F1 are word-level segmentation scores.
     """
-    from collections import Counter
-
-    from dlcli.text.tagging import spans
-
     tokens = correct = 0
     found, guessed, hit = Counter(), Counter(), Counter()
     for g, p in zip(gold, pred, strict=True):

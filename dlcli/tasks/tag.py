@@ -148,14 +148,15 @@ class TagTask:
     def tokenize(self, text: str) -> list[str]:
         return [c for c in text if not c.isspace()] if self.level == "char" else text.split()
 
-    def encode(self, sentences: list[list[str]], features: list[list[list[str]]] | None = None) -> list[dict]:
-        """Each sentence's pieces (see split_long) as id lists, ready for collate."""
+    def encode(self, sentences: list[list[str]], features: list[list[list[str]]] | None = None,
+               split: bool = True) -> list[dict]:
+        """Each sentence's pieces (see split_long; one piece each without `split`) as id lists."""
         out = []
         for n, tokens in enumerate(sentences):
             cols = list(features[n]) if features else []
             if self.bigrams:
                 cols.append(_bigrams(tokens))
-            for start, end in split_long(len(tokens), self.max_length, tokens):
+            for start, end in split_long(len(tokens), self.max_length if split else None, tokens):
                 out.append(self._encode_piece(tokens[start:end], [c[start:end] for c in cols], n, start))
         return out
 
@@ -205,36 +206,33 @@ class TagTask:
         return batch
 
     def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        scores = model(batch["ids"], batch["mask"], batch["chars"], batch["char_index"], batch.get("features"))
-        return model.loss(scores, batch["tags"], batch["mask"])
+        return model.loss(_forward(model, batch), batch["tags"], batch["mask"])
 
     # ------------------------------------------------------------ prediction and evaluation
 
+    def _scored_batches(self, model, pieces: list[dict], batch_size: int):
+        """(indices into pieces, tag scores (B, T, K), mask) per batch of similar lengths; empty
+        pieces are left out (they get no tags)."""
+        device = next(model.parameters()).device
+        for batch_ids in bucket_batches([len(p["ids"]) for p in pieces], batch_size):
+            chosen = [i for i in batch_ids if pieces[i]["ids"]]
+            if chosen:
+                batch = {k: v.to(device) for k, v in self._batch([pieces[i] for i in chosen]).items()}
+                yield chosen, _forward(model, batch).float(), batch["mask"]
+
     @torch.inference_mode()
     def tag_pieces(self, model, pieces: list[dict], batch_size: int = EVAL_BATCH) -> list[list[str]]:
-        device = next(model.parameters()).device
         out: list[list[str]] = [[] for _ in pieces]
-        names = self.labels
-        for batch_ids in bucket_batches([len(p["ids"]) for p in pieces], batch_size):
-            chosen = [pieces[i] for i in batch_ids if pieces[i]["ids"]]
-            if not chosen:
-                continue
-            batch = {k: v.to(device) for k, v in self._batch(chosen).items()}
-            scores = model(batch["ids"], batch["mask"], batch["chars"], batch["char_index"], batch.get("features"))
-            paths = model.decode(scores, batch["mask"])
-            for i, path in zip((i for i in batch_ids if pieces[i]["ids"]), paths):
-                out[i] = [names[k] for k in path]
+        for chosen, scores, mask in self._scored_batches(model, pieces, batch_size):
+            for i, path in zip(chosen, model.decode(scores, mask)):
+                out[i] = [self.labels[k] for k in path]
         return out
 
     def tag_sentences(self, model, sentences: list[list[str]], features=None,
                       batch_size: int = EVAL_BATCH) -> list[list[str]]:
         """Tags per sentence; long sentences are tagged in pieces and joined back."""
         pieces = self.encode(sentences, features)
-        tagged = self.tag_pieces(model, pieces, batch_size)
-        out: list[list[str]] = [[] for _ in sentences]
-        for piece, tags in zip(pieces, tagged):
-            out[piece["sentence"]].extend(tags)
-        return out
+        return _joined(pieces, self.tag_pieces(model, pieces, batch_size), len(sentences))
 
     @torch.inference_mode()
     def nbest_sentences(self, model, sentences: list[list[str]], n: int,
@@ -243,19 +241,11 @@ class TagTask:
         Sentences are not cut into pieces here: the alternatives are for the sentence as a whole."""
         if getattr(model, "crf", None) is None:
             raise DataError("--n-best needs a model with a CRF output layer (bilstm_crf)")
-        pieces = [self._encode_piece(tokens, [_bigrams(tokens)] if self.bigrams else [], i, 0)
-                  for i, tokens in enumerate(sentences)]
-        device = next(model.parameters()).device
+        pieces = self.encode(sentences, split=False)
         out: list[list[tuple[list[str], float]]] = [[] for _ in pieces]
-        for batch_ids in bucket_batches([len(p["ids"]) for p in pieces], batch_size):
-            chosen = [i for i in batch_ids if pieces[i]["ids"]]
-            if not chosen:
-                continue
-            batch = {k: v.to(device) for k, v in self._batch([pieces[i] for i in chosen]).items()}
-            scores = model(batch["ids"], batch["mask"], batch["chars"], batch["char_index"],
-                           batch.get("features")).float()
-            log_z = model.crf.log_partition(scores, batch["mask"]).tolist()
-            for i, paths, z in zip(chosen, model.crf.decode_nbest(scores, batch["mask"], n), log_z):
+        for chosen, scores, mask in self._scored_batches(model, pieces, batch_size):
+            log_z = model.crf.log_partition(scores, mask).tolist()
+            for i, paths, z in zip(chosen, model.crf.decode_nbest(scores, mask, n), log_z):
                 out[i] = [([self.labels[k] for k in path], math.exp(score - z)) for path, score in paths]
         return out
 
@@ -293,11 +283,20 @@ class TagTask:
                 raise DataError(f"the model needs {self.extra_columns} feature column(s); the data has "
                                 f"{len(records[0].features)}", "set --feature-columns as in training")
             pieces = self.encode([s.tokens for s in records], [s.features for s in records])
-        tagged = self.tag_pieces(model, pieces)
-        pred: list[list[str]] = [[] for _ in records]
-        for piece, tags in zip(pieces, tagged):
-            pred[piece["sentence"]].extend(tags)
+        pred = _joined(pieces, self.tag_pieces(model, pieces), len(records))
         return tagging_report([s.tags for s in records], pred, with_spans=self.scheme != "none")
+
+
+def _forward(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(batch["ids"], batch["mask"], batch["chars"], batch["char_index"], batch.get("features"))
+
+
+def _joined(pieces: list[dict], tagged: list[list[str]], n: int) -> list[list[str]]:
+    """Per-piece tags put back together, one list per sentence."""
+    out: list[list[str]] = [[] for _ in range(n)]
+    for piece, tags in zip(pieces, tagged):
+        out[piece["sentence"]].extend(tags)
+    return out
 
 
 def _bigrams(tokens: list[str]) -> list[str]:
@@ -306,8 +305,8 @@ def _bigrams(tokens: list[str]) -> list[str]:
 
 def _ill_formed_notes(sentences: list[Sentence], scheme: str, source: str | None) -> list[str]:
     """Gold spans that open with a continuation tag: reported once per file, scored as they are."""
-    bad = [(s.line, i) for s in sentences if (i := ill_formed(s.tags, scheme)) is not None]
+    bad = [s.line for s in sentences if ill_formed(s.tags, scheme) is not None]
     if not bad:
         return []
     return [f"{source}: {len(bad)} sentence(s) have a span opening with a continuation tag (I- without B-; "
-            f"first in the sentence at line {bad[0][0]}); kept as they are and scored as conlleval does"]
+            f"first in the sentence at line {bad[0]}); kept as they are and scored as conlleval does"]
