@@ -57,6 +57,8 @@ def _train(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Pat
     builder, model_kwargs = parts.model
     model = builder(*task.model_sizes(), **model_kwargs)
     task.min_length = getattr(model, "min_length", 1)
+    if hasattr(task, "init_model"):  # e.g. a detector's later stage starts from the earlier ones
+        task.init_model(model)
     if recipe.data.vectors:
         task.notes = [*getattr(task, "notes", ()), _init_vectors(model, task, recipe, recipe_path, data_dir)]
     model.to(placement.device)
@@ -101,10 +103,12 @@ def _optimization(parts: registry.Resolved, model, num_train: int, cfg, world_si
 
 
 def _announcement(recipe: Recipe, task, model, placement) -> str:
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     ranks = f" x{placement.world_size}" if placement.distributed else ""
-    return (f"training {recipe.model.type} on {task.num_train:,} examples, {len(task.labels)} labels, "
-            f"vocabulary {task.vocab.size:,}, {params:,} parameters, device {placement.device}{ranks}")
+    what = task.describe() if hasattr(task, "describe") else \
+        f"{len(task.labels)} labels, vocabulary {task.vocab.size:,}"
+    return (f"training {recipe.model.type} on {task.num_train:,} examples, {what}, {params:,} trained parameters, "
+            f"device {placement.device}{ranks}")
 
 
 def _prepare_task(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, data_dir):
@@ -112,13 +116,17 @@ def _prepare_task(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, d
     if not recipe.data.train:
         raise RecipeError("data.train: required to train", "name the training file in the recipe")
 
-    def read(name: str):
-        return parts.adapter.read(resolve_data_path(name, root, recipe_path.parent), recipe.data)
+    def resolve(name: str) -> str:
+        return str(resolve_data_path(name, root, recipe_path.parent))
 
-    train_records = read(recipe.data.train)
-    dev_records = read(recipe.data.dev) if recipe.data.dev else None
+    data = recipe.data
+    if data.extra_train or data.backgrounds:  # data files an adapter reads itself
+        data = dataclasses.replace(data, extra_train=[resolve(name) for name in data.extra_train],
+                                   backgrounds=resolve(data.backgrounds) if data.backgrounds else None)
+    train_records = parts.adapter.read(Path(resolve(data.train)), data)
+    dev_records = parts.adapter.read(Path(resolve(data.dev)), data) if data.dev else None
     vocab_builder, vocab_kwargs = parts.vocab
-    return parts.adapter.from_records(vocab_builder, vocab_kwargs, recipe.data, train_records, dev_records)
+    return parts.adapter.from_records(vocab_builder, vocab_kwargs, data, train_records, dev_records)
 
 
 def _init_vectors(model, task, recipe: Recipe, recipe_path: Path, data_dir) -> str:
@@ -227,8 +235,16 @@ def _chunks(stream: IO[bytes], source: str, input_format: str, encoding: str, ch
 
 
 def evaluate(loaded: LoadedModel, data_path: str | Path, data_overrides: dict | None = None,
-             threshold: float | None = None) -> dict:
-    """Metrics on a labelled file, read with the checkpoint's data options unless overridden."""
+             threshold: float | None = None, iou: float | None = None) -> dict:
+    """Metrics on a labelled file, read with the checkpoint's data options unless overridden.
+
+    iou: face detectors only, the overlap a detection needs to count as a hit for `ap` (0.5).
+    """
+    detector = loaded.data["task"] == "detect_faces"
+    if iou is not None and not detector:
+        raise RecipeError(f"--iou applies to face detectors; this checkpoint is a {loaded.data['task']} model")
+    if iou is not None and not 0 < iou <= 1:
+        raise RecipeError(f"--iou must be above 0 and at most 1, not {iou}")
     stored = dict(loaded.recipe.get("data", {}))
     stored.update({k: v for k, v in (data_overrides or {}).items() if v is not None})
     cfg = parse_section(DataConfig, stored, "data")
@@ -238,6 +254,8 @@ def evaluate(loaded: LoadedModel, data_path: str | Path, data_overrides: dict | 
     records = loaded.task.read(path, cfg)
     if threshold is None:
         threshold = loaded.recipe.get("predict", {}).get("threshold")
+    if detector:
+        return loaded.task.evaluate(loaded.model, records, threshold, iou=0.5 if iou is None else iou)
     return loaded.task.evaluate(loaded.model, records, threshold)
 
 

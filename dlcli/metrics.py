@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
+
 from dlcli.text.tagging import spans
 
 
@@ -100,3 +102,95 @@ def tagging_report(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
         report.update(f1=f1, precision=precision, recall=recall, n_spans=sum(found.values()),
                       per_type=per_type)
     return report
+
+
+def detection_report(detections: Sequence[Sequence[tuple[Sequence[float], float]]], annotations: Sequence,
+                     iou: float = 0.5) -> dict:
+    """Average precision, precision and recall of a face detector over annotated images.
+
+    detections: per image, in the order of `annotations` (dlcli.vision.annotations.Annotation),
+    a list of ([x1, y1, x2, y2], score), boxes 0-based with exclusive x2/y2.
+
+    Matching is greedy over all images by descending score, as in PASCAL VOC: a detection takes the
+    box of highest IoU among its image's free boxes (faces not matched yet, and every ignored box);
+    at IoU >= `iou` it is a hit, or, if that box is ignored, neither a hit nor a false alarm (ignored
+    boxes are never used up, so duplicates on them stay neutral too); otherwise a false alarm. Unlike
+    VOC, a detection whose best face is taken may still match another free face above `iou`.
+    Ignored boxes are never misses. AP is VOC's all-point interpolated one: the area under the
+    precision envelope over the recall steps. precision and recall count every detection given,
+    i.e. at the detector's own thresholds. With no faces at all, recall and AP are 0.
+    """
+    if len(detections) != len(annotations):
+        raise ValueError(f"{len(detections)} detection lists for {len(annotations)} annotated images")
+    if not 0 < iou <= 1:
+        raise ValueError(f"iou must be in (0, 1], not {iou}")
+    overlaps, order = _detection_overlaps(detections, annotations)
+    ignore = [np.asarray(a.ignore, dtype=bool).reshape(-1) for a in annotations]
+    n_faces = sum(int((~flags).sum()) for flags in ignore)
+    report = {}
+    for threshold in dict.fromkeys((iou, 0.5)):
+        outcome = _match(overlaps, order, ignore, threshold)
+        tp, fp = sum(o == 1 for o in outcome), sum(o == 0 for o in outcome)
+        report[threshold] = (_average_precision(outcome, n_faces), tp, fp)
+    ap, tp, fp = report[iou]
+    return {"ap": ap, "ap50": report[0.5][0], "precision": tp / (tp + fp) if tp + fp else 0.0,
+            "recall": tp / n_faces if n_faces else 0.0, "n_images": len(annotations), "n_faces": n_faces,
+            "n_detections": len(order), "iou": iou}
+
+
+def _detection_overlaps(detections, annotations):
+    """(per image the (D, G) IoU array of its detections and boxes, every (image, detection) by
+    descending score; ties keep image order, then the detector's order)."""
+    import torch
+
+    from dlcli.nn.boxes import iou as box_iou
+
+    overlaps, ranked = [], []
+    for i, (found, annotation) in enumerate(zip(detections, annotations)):
+        boxes = torch.tensor([list(box) for box, _ in found], dtype=torch.float64).reshape(-1, 4)
+        truth = torch.as_tensor(np.asarray(annotation.boxes), dtype=torch.float64).reshape(-1, 4)
+        overlaps.append(box_iou(boxes, truth).numpy())  # (D, G)
+        ranked += [(-float(score), i, j) for j, (_, score) in enumerate(found)]
+    ranked.sort()
+    return overlaps, [(i, j) for _, i, j in ranked]
+
+
+def _match(overlaps, order, ignore, threshold: float) -> list[int]:
+    """Per ranked detection: 1 hit, 0 false alarm, -1 on an ignored box."""
+    taken = [np.zeros(len(flags), dtype=bool) for flags in ignore]
+    outcome = []
+    for i, j in order:
+        free = ~taken[i] | ignore[i]
+        if not free.any():
+            outcome.append(0)
+            continue
+        candidates = np.where(free, overlaps[i][j], -1.0)
+        best = int(candidates.argmax())
+        if candidates[best] < threshold:
+            outcome.append(0)
+        elif ignore[i][best]:
+            outcome.append(-1)
+        else:
+            taken[i][best] = True
+            outcome.append(1)
+    return outcome
+
+
+def _average_precision(outcome: list[int], n_faces: int) -> float:
+    """VOC all-point AP of ranked hits (1) and false alarms (0); neutral ones (-1) are skipped."""
+    if not n_faces:
+        return 0.0
+    hits = [o for o in outcome if o >= 0]
+    precision, recall, tp = [], [], 0
+    for rank, hit in enumerate(hits, 1):
+        tp += hit
+        precision.append(tp / rank)
+        recall.append(tp / n_faces)
+    # the envelope: at each rank the best precision reachable at this recall or beyond
+    for k in range(len(precision) - 2, -1, -1):
+        precision[k] = max(precision[k], precision[k + 1])
+    ap, previous = 0.0, 0.0
+    for p, r in zip(precision, recall):
+        ap += (r - previous) * p
+        previous = r
+    return ap

@@ -36,7 +36,8 @@ class Component:
 class DataConfig:
     train: str | None = None
     dev: str | None = None
-    format: str = "tsv"  # classify: tsv | csv | jsonl | fasttext; tag: conll | segmented | word_tag
+    # classify: tsv | csv | jsonl | fasttext; tag: conll | segmented | word_tag; detect_faces: crops | jsonl | wider
+    format: str = "tsv"
     label_column: int = 0
     text_column: int = 1
     header: bool = False
@@ -56,6 +57,16 @@ class DataConfig:
     train_scheme: str | None = None  # re-tag to this scheme for training, e.g. iob1 -> bioes
     bigrams: bool = False  # add each token's bigram with its right neighbour as a feature
     feature_min_freq: int = 1
+    # face detection (see dlcli/tasks/detect_faces.py)
+    stage: str | None = None  # the net a recipe trains: pnet | rnet | onet
+    init: str | None = None  # a detector checkpoint (or shipped name) whose nets this run starts from
+    extra_train: list[str] = field(default_factory=list)  # more crop lists, resized to the stage's input
+    recrop: int = 0  # windows tried around the face of each crop at least twice the stage's size
+    backgrounds: str | None = None  # a folder of face-free photos: random negative crops from each
+    background_negatives: int = 30  # crops per background photo
+    dev_fraction: float = 0.0  # without data.dev: hold out this share of the training samples
+    augment: bool = True  # random mirror images and colour jitter while training
+    cache_dir: str | None = None  # samples made from annotated photos; default ~/.cache/dlcli/samples
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,7 @@ class Recipe:
 CHOICES = {
     "device": None,  # validated by dlcli.device
     "precision": ("fp32", "bf16", "fp16"),
-    "data.format": ("tsv", "csv", "jsonl", "fasttext", "conll", "segmented", "word_tag"),
+    "data.format": ("tsv", "csv", "jsonl", "fasttext", "conll", "segmented", "word_tag", "crops", "wider"),
     "data.tag_scheme": ("bio", "iob1", "bioes", "bmes", "none"),
     "data.vectors_format": ("auto", "word2vec", "word2vec_binary", "glove"),
 }

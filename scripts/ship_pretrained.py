@@ -5,6 +5,8 @@ script checks that the shipped copy scores the same on the dev file as the origi
 
     DLCLI_DATA_DIR=../shared/datasets python scripts/ship_pretrained.py en-ner runs/bilstm_crf_conll2003_en.pt \\
         --recipe recipes/tag/bilstm_crf_conll2003_en.yaml
+    python scripts/ship_pretrained.py mtcnn runs/mtcnn.pt --recipe recipes/detect/mtcnn_onet_faces.yaml \
+        --dev faces_dev/annotations.jsonl
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--recipe", type=Path, required=True, help="the recipe that trained it (recorded)")
+    parser.add_argument("--dev", type=Path, help="the file to compare scores on [default: the recipe's data.dev]")
     args = parser.parse_args()
 
     data = checkpoint.load(args.checkpoint)
@@ -38,10 +41,10 @@ def main() -> None:
     checkpoint.save(out, payload)
 
     recipe = load_recipe(args.recipe)
-    dev = resolve_data_path(recipe.data.dev, data_root(), args.recipe.parent)
+    dev = args.dev or resolve_data_path(recipe.data.dev, data_root(), args.recipe.parent)
     before = api.evaluate(api.load_model(args.checkpoint), dev)
     after = api.evaluate(api.load_model(args.name), dev)
-    metric = "f1" if "f1" in before else "accuracy"
+    metric = next(m for m in ("f1", "ap", "accuracy") if m in before)
     print(f"{out} ({os.path.getsize(out) / 1e6:.1f} MB): dev {metric} {after[metric]:.4f} shipped, "
           f"{before[metric]:.4f} original")
     if abs(after[metric] - before[metric]) > 0.002:

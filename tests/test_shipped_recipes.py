@@ -70,6 +70,9 @@ def test_recipe_smoke_trains(path, tmp_path):
         resolve_data_path(load_recipe(path).data.train, root, path.parent)
     except DataError as exc:
         pytest.skip(f"data not present: {exc.message}")
+    init = load_recipe(path).data.init
+    if init and not Path(init).exists():
+        pytest.skip(f"needs the earlier stage's checkpoint {init} (train that recipe first)")
     out = tmp_path / "smoke.pt"
     summary = api.train(path, overrides=["train.max_steps=20"], out=out, device="cpu", data_dir=str(root))
     assert summary["steps"] == 20

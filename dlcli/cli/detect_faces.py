@@ -24,7 +24,7 @@ def detect_faces_command(
     images: list[str] = typer.Argument(None, metavar="IMAGE", help="Image files; none or '-': read "
                                        "paths from stdin, one per line."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Face detector checkpoint (from "
-                              "`dlcli convert mtcnn`). Required for now: no detector ships with dlcli yet."),
+                              "`dlcli convert mtcnn` or `dlcli train`). Required for now: no detector ships yet."),
     min_face: float = typer.Option(None, "--min-face", min=1, help="Smallest face sought, in pixels; smaller is "
                                    "slower [default: the checkpoint's, 20]."),
     thresholds: str = typer.Option(None, "--thresholds", help="Score thresholds of P-Net, R-Net and O-Net, "
@@ -56,7 +56,8 @@ def detect_faces_command(
 
     if model is None:
         raise RecipeError("--model: required (no face detector ships with dlcli yet)",
-                          "convert the original weights: dlcli convert mtcnn pnet.pt rnet.pt onet.pt --out mtcnn.pt")
+                          "convert the original weights (dlcli convert mtcnn pnet.pt rnet.pt onet.pt --out mtcnn.pt) "
+                          "or train one with recipes/detect/")
     if factor is not None and not 0 < factor < 1:
         raise RecipeError(f"--factor: {factor} is not between 0 and 1")
     loaded = api.load_model(model, device)

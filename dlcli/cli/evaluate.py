@@ -11,6 +11,8 @@ EXAMPLES = """Examples:
   dlcli evaluate model.pt reviews.csv --format csv --header --label-column 1 --text-column 0
 
   dlcli evaluate en-ner eng.testb --tag-column 3 --tag-scheme iob1 | jq '.f1, .per_type.PER.f1'
+
+  dlcli evaluate mtcnn.pt faces_dev/annotations.jsonl --iou 0.3 | jq '.ap, .recall'
 """
 
 
@@ -29,6 +31,7 @@ def evaluate_command(
                                    "bioes, bmes, none)."),
     encoding: str = typer.Option(None, "--encoding"),
     threshold: float = typer.Option(None, "--threshold", help="Decision threshold of a multi-label model."),
+    iou: float = typer.Option(None, "--iou", help="Face detectors: detection IoU for `ap` (default 0.5)."),
     device: str = typer.Option("cpu", "--device"),
 ):
     """Score a model on labelled data; prints ONE JSON object.
@@ -40,6 +43,11 @@ def evaluate_command(
     Tagging keys: accuracy (per token), n (sentences), n_tokens; for span schemes also f1,
     precision, recall (micro, conlleval's chunk rules; words for a segmenter), n_spans and
     per_type {type: precision, recall, f1, support}.
+
+    Face detection (DATA: annotations, JSON Lines or WIDER FACE's bbx_gt.txt; see
+    dlcli/vision/annotations.py) keys: ap (VOC all-point AP at --iou), ap50 (at IoU 0.5), precision
+    and recall of the detections at the checkpoint's thresholds, n_images, n_faces (not ignored),
+    n_detections, iou.
     """
     from dlcli import api
     from dlcli.cli._io import write_json
@@ -48,4 +56,4 @@ def evaluate_command(
     overrides = {"format": format, "label_column": label_column, "text_column": text_column,
                  "header": header, "encoding": encoding, "token_column": token_column, "tag_column": tag_column,
                  "tag_scheme": tag_scheme}
-    write_json(api.evaluate(loaded, data, overrides, threshold))
+    write_json(api.evaluate(loaded, data, overrides, threshold, iou))

@@ -127,7 +127,7 @@ class MTCNN(nn.Module):
     @torch.no_grad()
     def detect(self, images: list[torch.Tensor], min_face: float = 20, thresholds=(0.6, 0.7, 0.7),
                factor: float = 0.709, nms=(0.5, 0.7, 0.7, 0.7), batch_size: int = 8,
-               border: str = "pad") -> list[list[dict]]:
+               border: str = "pad", stages: int = 3) -> list[list[dict]]:
         """Faces in RGB uint8 images (H, W, 3): per image a list of {"box", "score", "landmarks"},
         best first. Images of the same size go through the nets together, `batch_size` at a time
         (fewer for large images).
@@ -137,6 +137,8 @@ class MTCNN(nn.Module):
         border: how R-Net and O-Net see a box that crosses the image border: "pad" (the original:
         the part outside reads as black) or "stretch" (facenet-pytorch: the part inside, stretched
         to the square input).
+        stages: run only the first 1 or 2 nets (a detector still in training, or mining samples for
+        the next net); their boxes come calibrated, not squared, and without landmarks.
         """
         if border not in ("pad", "stretch"):
             raise ValueError(f"border must be 'pad' or 'stretch', not {border!r}")
@@ -149,20 +151,23 @@ class MTCNN(nn.Module):
             for start in range(0, len(positions), step):
                 chunk = positions[start:start + step]
                 batch = torch.stack([images[i] for i in chunk])
-                for i, faces in zip(chunk, self._cascade(batch, min_face, thresholds, factor, nms, border)):
+                found = self._cascade(batch, min_face, thresholds, factor, nms, border, stages)
+                for i, faces in zip(chunk, found):
                     results[i] = faces
         return results
 
-    def _cascade(self, batch: torch.Tensor, min_face, thresholds, factor, nms, border) -> list[list[dict]]:
+    def _cascade(self, batch: torch.Tensor, min_face, thresholds, factor, nms, border, stages) -> list[list[dict]]:
         device = next(self.parameters()).device
         pixels = batch.to(device).permute(0, 3, 1, 2).float()  # (B, 3, H, W) in 0..255
-        found = self._propose(pixels, min_face, factor, thresholds[0], nms[0], nms[1])
-        integral = integral_images(pixels)
-        found = self._refine(integral, found, thresholds[1], nms[2], border)
-        found = self._output(integral, found, thresholds[2], nms[3], border)
+        found = self._propose(pixels, min_face, factor, thresholds[0], nms[0], nms[1], square=stages > 1)
+        if stages > 1:
+            integral = integral_images(pixels)
+            found = self._refine(integral, found, thresholds[1], nms[2], border, square=stages > 2)
+            if stages > 2:
+                found = self._output(integral, found, thresholds[2], nms[3], border)
         return _records(found, len(batch))
 
-    def _propose(self, pixels, min_face, factor, threshold, nms_scale, nms_all) -> Candidates:
+    def _propose(self, pixels, min_face, factor, threshold, nms_scale, nms_all, square=True) -> Candidates:
         """Stage 1: P-Net over the pyramid; NMS per scale, then across scales; calibrate; square."""
         _, _, height, width = pixels.shape
         per_scale = []
@@ -175,9 +180,10 @@ class MTCNN(nn.Module):
             return _empty(pixels.device)
         found = Candidates.cat(per_scale)
         found = found.select(_nms(found, nms_all))
-        return Candidates(_square(_calibrate(found.boxes, found.offsets, 0)), found.scores, found.image)
+        boxes = _calibrate(found.boxes, found.offsets, 0)
+        return Candidates(_square(boxes) if square else boxes, found.scores, found.image)
 
-    def _refine(self, integral, found: Candidates, threshold, nms_threshold, border) -> Candidates:
+    def _refine(self, integral, found: Candidates, threshold, nms_threshold, border, square=True) -> Candidates:
         """Stage 2: R-Net on 24x24 crops; keep confident ones; NMS; calibrate; square."""
         found, crops = _crops(integral, found, 24, border)
         logits, offsets = _chunked(self.rnet, crops)
@@ -185,7 +191,8 @@ class MTCNN(nn.Module):
         keep = scores > threshold
         found = Candidates(found.boxes[keep], scores[keep], found.image[keep], offsets[keep])
         found = found.select(_nms(found, nms_threshold))
-        return Candidates(_square(_calibrate(found.boxes, found.offsets, 1)), found.scores, found.image)
+        boxes = _calibrate(found.boxes, found.offsets, 1)
+        return Candidates(_square(boxes) if square else boxes, found.scores, found.image)
 
     def _output(self, integral, found: Candidates, threshold, nms_threshold, border) -> Candidates:
         """Stage 3: O-Net on 48x48 crops; landmarks; calibrate; NMS over the smaller area."""
@@ -278,7 +285,7 @@ def _records(found: Candidates, n_images: int) -> list[list[dict]]:
     """Per image, its faces as plain floats: 0-based boxes with exclusive x2/y2."""
     faces: list[list[dict]] = [[] for _ in range(n_images)]
     boxes = found.boxes - found.boxes.new_tensor([1, 1, 0, 0])
-    for box, score, image, points in zip(boxes.tolist(), found.scores.tolist(), found.image.tolist(),
-                                         found.landmarks.tolist()):
+    marks = found.landmarks.tolist() if found.landmarks is not None else [[]] * len(found)
+    for box, score, image, points in zip(boxes.tolist(), found.scores.tolist(), found.image.tolist(), marks):
         faces[image].append({"box": box, "score": score, "landmarks": points})
     return faces

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -145,11 +143,3 @@ def test_convert_errors(cli, tmp_path):
     assert_fails(cli("convert", "mtcnn", *paths[:2], "--out", tmp_path / "m.pt"), 1, "no weights for onet")
     assert_fails(cli("convert", "mtcn", *paths, "--out", tmp_path / "m.pt"), 2, "unknown kind", "did you mean 'mtcnn'")
     assert not (tmp_path / "m.pt").exists()
-
-
-def test_training_a_face_detector_is_not_available_yet(cli, tmp_path):
-    recipe = tmp_path / "faces.yaml"
-    recipe.write_text(json.dumps({"task": "detect_faces", "model": {"type": "mtcnn"}}), encoding="utf-8")
-    assert_fails(cli("train", recipe, "--out", tmp_path / "m.pt"), 2, "training a face detector from a recipe is "
-                 "not available yet", "dlcli convert mtcnn")
-    assert_fails(cli("recipes", "validate", recipe), 2, "not available yet")

@@ -33,6 +33,8 @@ def header_score(recipe: Path) -> tuple[str, float]:
 def test_recipe_reaches_its_stated_dev_score(recipe, tmp_path, capsys):
     if not DATA.is_dir():
         pytest.skip(f"datasets not found at {DATA}")
+    if re.search(r"^# Score:\s+not yet measured", recipe.read_text(encoding="utf-8"), re.M):
+        pytest.skip("the header says this recipe's score is not yet measured")
     metric, stated = header_score(recipe)
     code = run(["train", str(recipe), "--out", str(tmp_path / "model.pt"), "--data-dir", str(DATA), "--quiet"])
     assert code == 0
