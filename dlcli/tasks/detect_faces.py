@@ -112,13 +112,12 @@ class DetectFacesTask:
         counts = ", ".join(f"{n:,} {k}" for k, n in self.splits["train"].counts().items())
         return f"{self.stage} ({STAGES[self.stage]}x{STAGES[self.stage]} crops: {counts})"
 
-    def init_model(self, model) -> str | None:
+    def init_model(self, model) -> None:
         """Start from the earlier stages' weights; only this stage's net learns."""
         if self.init_state is not None:
             model.load_state_dict(self.init_state)
         for name in STAGES:
             getattr(model, name).requires_grad_(name == self.stage)
-        return None
 
     # ------------------------------------------------------------ training
 

@@ -27,15 +27,19 @@ def write_weights(folder, seed: int = 0) -> list:
     return paths
 
 
-@pytest.fixture(scope="module")
-def detector(tmp_path_factory):
+def converted_detector(root, seed: int = 0):
+    """A checkpoint converted by `dlcli convert mtcnn` from write_weights' files."""
     from dlcli.cli import run
 
-    root = tmp_path_factory.mktemp("mtcnn")
-    write_weights(root)
+    write_weights(root, seed)
     assert run(["convert", "mtcnn", str(root / "pnet.pt"), str(root / "rnet.pt"), str(root / "onet.pt"),
                 "--out", str(root / "mtcnn.pt")]) == 0
     return root / "mtcnn.pt"
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    return converted_detector(tmp_path_factory.mktemp("mtcnn"))
 
 
 @pytest.fixture

@@ -8,25 +8,14 @@ import numpy as np
 import pytest
 from helpers import assert_fails, assert_ok
 from PIL import Image
-from test_detect_faces import write_weights
-
-from dlcli.tasks.detect_faces import DetectFacesTask
-
-pytestmark = pytest.mark.skipif(not hasattr(DetectFacesTask, "evaluate"),
-                                reason="DetectFacesTask has no evaluate method yet")
+from test_detect_faces import converted_detector
 
 KEYS = {"ap", "ap50", "precision", "recall", "n_images", "n_faces"}
 
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
-    from dlcli.cli import run
-
-    root = tmp_path_factory.mktemp("mtcnn_eval")
-    write_weights(root, seed=1)
-    assert run(["convert", "mtcnn", str(root / "pnet.pt"), str(root / "rnet.pt"), str(root / "onet.pt"),
-                "--out", str(root / "mtcnn.pt")]) == 0
-    return root / "mtcnn.pt"
+    return converted_detector(tmp_path_factory.mktemp("mtcnn_eval"), seed=1)
 
 
 @pytest.fixture
