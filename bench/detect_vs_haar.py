@@ -42,9 +42,7 @@ CASCADE = "haarcascade_frontalface_default.xml"
 
 def dlcli_detector(model, task):
     """photo (H, W, 3) uint8 -> [(box, score)], one photo per call, with the task's options."""
-    from dlcli.vision.evaluation import detect_kwargs
-
-    kwargs = {**detect_kwargs(task, task.options()), "batch_size": 1}
+    kwargs = {**task.detect_options(task.options()), "batch_size": 1}
 
     def detect(photo: np.ndarray):
         faces = model.detect([torch.from_numpy(photo)], **kwargs)[0]

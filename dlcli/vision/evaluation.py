@@ -9,26 +9,13 @@ from dlcli.metrics import detection_report
 from dlcli.vision.annotations import Annotation
 from dlcli.vision.images import load_image
 
-# detect() options a checkpoint's predict section may hold beyond the ones every version has.
-OPTIONAL = ("border", "stages")
-
-
-def detect_kwargs(task, cfg: dict) -> dict:
-    """model.detect's keyword arguments from resolved options; the task's own mapping when it has
-    one (it knows state kept outside the options, such as how many nets are trained)."""
-    if hasattr(task, "detect_options"):
-        return task.detect_options(cfg)
-    return {"min_face": cfg["min_face"], "thresholds": tuple(cfg["thresholds"]), "factor": cfg["factor"],
-            "nms": tuple(cfg["nms"]), "batch_size": cfg["batch_size"],
-            **{key: cfg[key] for key in OPTIONAL if key in cfg}}
-
 
 def evaluate_detector(model, task, annotations: Sequence[Annotation], iou: float = 0.5, **options) -> dict:
     """detection_report over every annotated photo, run with the task's inference options (the
     checkpoint's, overridden by `options` that are not None). An unreadable photo is a DataError
     naming its annotation's file:line."""
     cfg = task.options(**options)
-    kwargs = detect_kwargs(task, cfg)
+    kwargs = task.detect_options(cfg)
     detections = []
     size = cfg["batch_size"]
     for start in range(0, len(annotations), size):
