@@ -49,3 +49,17 @@ def test_zh_seg_then_zh_pos_in_a_pipeline(cli):
     assert_ok(tagged)
     assert tagged.lines[1] == "他/r 说/v 这个/r 问题/n 很/d 难/a 解决/v 。/w"
     assert [t.rpartition("/")[2] for t in tagged.lines[0].split()] == ["r", "t", "p", "ns", "v", "u", "n", "n", "w"]
+
+
+def test_mtcnn_is_the_default_face_detector(cli, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    shipped("mtcnn")
+    # smooth noise: no face in it, and nothing a sane detector should call one
+    pixels = np.random.default_rng(0).integers(0, 256, (60, 80, 3)).astype(np.uint8)
+    Image.fromarray(pixels).resize((320, 240), Image.BILINEAR).save(tmp_path / "noise.png")
+    result = cli("detect-faces", tmp_path / "noise.png")
+    assert_ok(result)
+    record = result.json()
+    assert (record["width"], record["height"]) == (320, 240) and record["faces"] == []

@@ -1,4 +1,4 @@
-"""`dlcli detect-faces [IMAGE... | -] --model PATH`."""
+"""`dlcli detect-faces [IMAGE... | -] [--model PATH]`."""
 
 from __future__ import annotations
 
@@ -6,25 +6,24 @@ import sys
 
 import typer
 
-# The model used without --model: none ships yet. Once one does, name it here (e.g. "mtcnn",
-# resolved by checkpoint.resolve_model) and --model becomes optional.
-DEFAULT_MODEL: str | None = None
+# The detector shipped in the package (dlcli/pretrained/mtcnn.pt, trained by recipes/detect/).
+DEFAULT_MODEL = "mtcnn"
 
 EXAMPLES = """Examples:
 
-  dlcli detect-faces group.jpg --model mtcnn.pt | jq -c '.faces[].box'
+  dlcli detect-faces group.jpg | jq -c '.faces[].box'
 
-  find photos -name '*.jpg' | dlcli detect-faces -m mtcnn.pt > faces.jsonl
+  find photos -name '*.jpg' | dlcli detect-faces > faces.jsonl
 
-  dlcli detect-faces a.jpg b.png -m mtcnn.pt --draw drawn/ --crop faces/
+  dlcli detect-faces a.jpg b.png -m original.pt --draw drawn/ --crop faces/
 """
 
 
 def detect_faces_command(
     images: list[str] = typer.Argument(None, metavar="IMAGE", help="Image files; none or '-': read "
                                        "paths from stdin, one per line."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Face detector checkpoint (from "
-                              "`dlcli convert mtcnn` or `dlcli train`). Required for now: no detector ships yet."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Face detector: a checkpoint from "
+                              "`dlcli train` or `dlcli convert mtcnn`, or a shipped model's name."),
     min_face: float = typer.Option(None, "--min-face", min=1, help="Smallest face sought, in pixels; smaller is "
                                    "slower [default: the checkpoint's, 20]."),
     thresholds: str = typer.Option(None, "--thresholds", help="Score thresholds of P-Net, R-Net and O-Net, "
@@ -54,10 +53,6 @@ def detect_faces_command(
     from dlcli.cli._io import JsonlWriter
     from dlcli.errors import DataError, RecipeError
 
-    if model is None:
-        raise RecipeError("--model: required (no face detector ships with dlcli yet)",
-                          "convert the original weights (dlcli convert mtcnn pnet.pt rnet.pt onet.pt --out mtcnn.pt) "
-                          "or train one with recipes/detect/")
     if factor is not None and not 0 < factor < 1:
         raise RecipeError(f"--factor: {factor} is not between 0 and 1")
     loaded = api.load_model(model, device)

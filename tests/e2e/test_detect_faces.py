@@ -125,7 +125,6 @@ def test_options_override_the_checkpoint(cli, detector, photos):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ((), "--model: required"),
     (("--model", "{model}", "--thresholds", "0.6,0.7"), "--thresholds"),
     (("--model", "{model}", "--thresholds", "a,b,c"), "--thresholds"),
     (("--model", "{model}", "--factor", "1.5"), "--factor"),
