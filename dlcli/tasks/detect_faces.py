@@ -90,7 +90,7 @@ class DetectFacesTask:
         if cfg.init:
             detector, task.init_state = face_samples.load_detector(cfg.init)
             task.predict.update({k: v for k, v in detector.task.predict.items() if k != "border"})
-        train_set, dev_set, task.notes = face_samples.stage_crops(cfg, train, dev, STAGES[cfg.stage], detector)
+        train_set, dev_set = face_samples.stage_crops(cfg, train, dev, STAGES[cfg.stage], detector)
         task.splits["train"] = train_set
         if dev_set is not None:
             task.splits["dev"] = dev_set

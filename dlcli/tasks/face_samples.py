@@ -3,7 +3,6 @@ and crop-level metrics. Used by DetectFacesTask (dlcli/tasks/detect_faces.py).""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -45,8 +44,8 @@ def background_split(folder: str | Path) -> tuple[list[Path], list[Path]]:
     return [p for i, p in enumerate(photos) if i % 5], photos[::5]
 
 
-def stage_crops(cfg, train, dev, size: int, detector) -> tuple[CropSet, CropSet | None, list[str]]:
-    """(training, dev, notes) samples of a stage: the main file, the extra crop lists and random
+def stage_crops(cfg, train, dev, size: int, detector) -> tuple[CropSet, CropSet | None]:
+    """(training, dev) samples of a stage: the main file, the extra crop lists and random
     negatives from the background photos, each resized to `size`, plus re-cropped faces. Without
     data.dev, `dev_fraction` of every source is held out before any re-cropping, so no dev face
     has a re-cropped twin in training."""
@@ -69,8 +68,7 @@ def stage_crops(cfg, train, dev, size: int, detector) -> tuple[CropSet, CropSet 
         dev_set = as_crops(cfg, dev, size, detector, "dev")
     else:
         dev_set = CropSet.cat(held) if held else None
-    notes = [f"{len(crops):,} training crops: " + ", ".join(f"{n:,} {k}" for k, n in crops.counts().items())]
-    return crops, dev_set, notes
+    return crops, dev_set
 
 
 def recrops(crops: CropSet, size: int, tries: int, rng: np.random.Generator) -> CropSet:
@@ -100,7 +98,7 @@ def as_crops(cfg, records, size: int, detector, split: str) -> CropSet:
     from dlcli.vision import samples
 
     source = Path(records[0].source.rsplit(":", 1)[0]) if records else Path(split)
-    cache = _cache_root(cfg) / f"{cfg.stage}-{split}-{_cache_key(cfg, detector, _file_key(source), size)}"
+    cache = _cache_root(cfg) / f"{cfg.stage}-{split}-{_cache_key(cfg, detector, source, size)}"
     return samples.generate(records, size, cache, _sampler(size, detector, negatives=50))
 
 
@@ -112,7 +110,7 @@ def background_negatives(cfg, size: int, detector) -> CropSet:
 
     photos, _ = background_split(cfg.backgrounds)
     empty = [Annotation(p, np.zeros((0, 4), np.float32), np.zeros(0, bool), None, str(p)) for p in photos]
-    key = _cache_key(cfg, detector, [_file_key(p) for p in photos], size, cfg.background_negatives)
+    key = _cache_key(cfg, detector, photos, size, cfg.background_negatives)
     cache = _cache_root(cfg) / f"{cfg.stage}-backgrounds-{key}"
     return samples.generate(empty, size, cache, _sampler(size, detector, cfg.background_negatives))
 
@@ -143,7 +141,7 @@ def _sampler(size: int, detector, negatives: int):
 def _cache_key(cfg, detector, *parts) -> str:
     from dlcli.vision.samples import cache_key
 
-    init = (_file_key(resolve_model(cfg.init)), detector.task.predict) if detector else None
+    init = (resolve_model(cfg.init), detector.task.predict) if detector else None
     return cache_key(*parts, cfg.stage, init)
 
 
@@ -159,14 +157,6 @@ def _cache_root(cfg) -> Path:
         return Path(cfg.cache_dir)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "dlcli" / "samples"
-
-
-def _file_key(path: Path) -> str:
-    try:
-        stat = path.stat()
-    except OSError:
-        return str(path)
-    return json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
 
 
 # ---------------------------------------------------------------- batches
