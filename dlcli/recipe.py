@@ -77,7 +77,8 @@ class TrainConfig:
     optimizer: Component = Component("adam", {"lr": 1.0e-3})
     lr_schedule: Component = Component("constant")
     grad_clip: float | None = None
-    eval_every: int | None = None  # optimizer steps between dev evaluations; default: every epoch
+    eval_every: int | None = None  # optimizer steps between dev evaluations; default: every epoch; 0: at the end
+    state_every: int = 1  # epochs between resume states; 0: only when training stops (big models)
     metric: str | None = None  # dev metric that picks the best model; default: the task's own
     patience: int | None = None  # evaluations without improvement before stopping
     ema_decay: float | None = None

@@ -25,6 +25,7 @@ from dlcli.tasks.classify import ClassifyTask
 from dlcli.tasks.detect_faces import DetectFacesTask
 from dlcli.tasks.tag import TagTask
 from dlcli.text import vocab
+from dlcli.text.ngrams import build_ngram_vocab
 
 # Builders take data-derived sizes positionally and recipe knobs keyword-only.
 MODELS: dict[str, dict[str, Any]] = {
@@ -44,6 +45,7 @@ VOCABS = {
     "char": vocab.build_char_vocab,
     "bpe": vocab.build_bpe_vocab,
     "wordpiece": vocab.build_wordpiece_vocab,
+    "ngrams": build_ngram_vocab,
 }
 
 # How many leading positional arguments each kind of builder takes from the data, not the recipe

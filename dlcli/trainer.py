@@ -73,7 +73,25 @@ class Trainer:
 
             ids = [placement.device.index] if placement.device.type == "cuda" else None
             self.net = DistributedDataParallel(model, device_ids=ids)
+        self.hogwild_threads = self._hogwild_threads()
         self._stop_requested = False
+
+    def _hogwild_threads(self) -> int:
+        """Threads for a model's own lock-free SGD loop (fastText's), or 0 to train by autograd.
+
+        That loop is plain SGD at the scheduled rate, so it stands in for the optimizer only when
+        nothing else would act: CPU, one process, fp32, no momentum, weight decay or clipping.
+        """
+        if not hasattr(self.model, "hogwild_step") or self.placement.device.type != "cpu":
+            return 0
+        if self.placement.distributed or self.precision != "fp32" or self.cfg.grad_clip:
+            return 0
+        if type(self.optimizer) is not torch.optim.SGD:
+            return 0
+        group = self.optimizer.param_groups[0]
+        if group["momentum"] or group["weight_decay"] or group.get("nesterov"):
+            return 0
+        return 1 if self.cfg.deterministic else torch.get_num_threads()
 
     # ------------------------------------------------------------ state
 
@@ -118,9 +136,10 @@ class Trainer:
                         break
                     p.epoch += 1
                     p.step_in_epoch = 0
-                    if not cfg.eval_every:
+                    if cfg.eval_every is None or (cfg.eval_every == 0 and p.epoch == cfg.epochs):
                         self._evaluate_and_save()
-                    self._save_state(state_extra)
+                    if cfg.state_every and p.epoch % cfg.state_every == 0:
+                        self._save_state(state_extra)
             if not self.task.has_dev:
                 self._save_model({})
             p.done = True
@@ -165,21 +184,22 @@ class Trainer:
         torch.manual_seed((self.seed * 1_000_003 + self.placement.rank * 10_007 + p.global_step) % 2**63)
         batch = {k: v.to(device, non_blocking=True) for k, v in self.task.collate(indices).items()}
         self.net.train()
-        with autocast(device, self.precision):
-            loss = self.task.loss(self.net, batch)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingError(
-                f"the training loss became {value} at step {p.global_step + 1} (epoch {p.epoch + 1})",
-                "lower the learning rate or set train.grad_clip; the last good checkpoint was kept",
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.cfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.hogwild_threads:
+            value = self.model.hogwild_step(batch, self._lr(), self.hogwild_threads)
+            self._check_finite(value)
+            self.optimizer.step()  # no gradients, so a no-op; it keeps the schedule's step order check quiet
+        else:
+            with autocast(device, self.precision):
+                loss = self.task.loss(self.net, batch)
+            value = float(loss.detach())
+            self._check_finite(value)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.cfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         if not steps_on_metric(self.scheduler):
             self.scheduler.step()
         hook = getattr(self.model, "after_optimizer_step", None)
@@ -188,6 +208,14 @@ class Trainer:
         if self.ema:
             self.ema.update(self.model)
         return value
+
+    def _check_finite(self, value: float) -> None:
+        if not math.isfinite(value):
+            p = self.progress
+            raise TrainingError(
+                f"the training loss became {value} at step {p.global_step + 1} (epoch {p.epoch + 1})",
+                "lower the learning rate or set train.grad_clip; the last good checkpoint was kept",
+            )
 
     # ------------------------------------------------------------ evaluation
 

@@ -1,29 +1,98 @@
-"""FastText classifier: the average of word embeddings fed to a linear layer.
+"""FastText classifier (Joulin et al., "Bag of Tricks for Efficient Text Classification", EACL 2017).
 
-Joulin et al., "Bag of Tricks for Efficient Text Classification", EACL 2017.
+The mean of the input rows (words, plus hashed word and character n-grams when the vocabulary
+is `ngrams`) feeds a linear output: a softmax, a hierarchical softmax over a Huffman tree of
+label frequencies (`loss: hs`), or one sigmoid per label (`loss: ova`, fastText's multi-label
+loss). On CPU with plain SGD the trainer hands batches to `hogwild_step`, fastText's own
+per-example lock-free loop; elsewhere (GPU, DDP, other optimizers) the same model trains by autograd.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from dlcli.nn.pooling import masked_mean
+from dlcli.nn.hsoftmax import huffman_paths, log_probs
+
+LOSSES = ("softmax", "hs", "ova")
 
 
 class FastText(nn.Module):
-    def __init__(
-        self, vocab_size: int, num_labels: int, pad_id: int, *,
-        embedding_dim: int = 100, dropout: float = 0.0,
-    ):
+    def __init__(self, vocab_size: int, num_labels: int, pad_id: int, *,
+                 embedding_dim: int = 100, loss: str = "softmax"):
         super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+        if loss == "hs" and num_labels < 2:
+            raise ValueError("loss hs needs at least two labels")
+        self.loss_kind = loss
+        self.pad_id = pad_id
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         nn.init.uniform_(self.embedding.weight, -1.0 / embedding_dim, 1.0 / embedding_dim)
         with torch.no_grad():
             self.embedding.weight[pad_id].zero_()
-        self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(embedding_dim, num_labels)
-        nn.init.zeros_(self.output.weight)  # as fastText starts its output matrix
+        rows = num_labels - 1 if loss == "hs" else num_labels
+        self.output = nn.Parameter(torch.zeros(rows, embedding_dim))  # fastText starts it at zero, no bias
+        # Label frequencies shape the Huffman tree; saved, so a loaded model rebuilds the same tree.
+        self.register_buffer("label_counts", torch.ones(num_labels, dtype=torch.long))
+        self._tree = None
+
+    @property
+    def output_activation(self) -> str:
+        return "sigmoid" if self.loss_kind == "ova" else "softmax"
+
+    def fit_labels(self, counts: list[int]) -> None:
+        """Set the training label frequencies (before training; the tree follows them)."""
+        self.label_counts.copy_(torch.tensor(counts, dtype=torch.long))
+        self._tree = None
+
+    def tree(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._tree is None or self._tree[0].device != self.output.device:
+            self._tree = tuple(t.to(self.output.device) for t in huffman_paths(self.label_counts.tolist()))
+        return self._tree
+
+    def hidden(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # padding_idx rows are left out of embedding_bag's mean: padding never counts
+        return F.embedding_bag(ids, self.embedding.weight, mode="mean", padding_idx=self.pad_id)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.output(self.dropout(masked_mean(self.embedding(ids), mask)))  # (B, C)
+        """(B, C) logits (softmax, ova) or log-probabilities (hs): a softmax or sigmoid follows."""
+        hidden = self.hidden(ids, mask)
+        if self.loss_kind == "hs":
+            return log_probs(hidden, self.output, *self.tree())
+        return hidden @ self.output.t()
+
+    def loss(self, ids: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean loss for autograd training; target is (B,) label ids or (B, C) multi-hot."""
+        out = self.forward(ids, mask).float()
+        if self.loss_kind == "hs":
+            return F.nll_loss(out, target)
+        if self.loss_kind == "ova":
+            if target.dim() == 1:
+                target = F.one_hot(target, out.shape[1]).float()
+            return F.binary_cross_entropy_with_logits(out, target, reduction="sum") / len(out)
+        return F.cross_entropy(out, target)
+
+    def hogwild_step(self, batch: dict[str, torch.Tensor], lr: float, threads: int) -> float:
+        """fastText's per-example SGD over a CPU batch, in place; returns the mean loss."""
+        import numpy as np
+
+        from dlcli.kernels import fasttext_sgd as k
+
+        ids, target = batch["ids"], batch["target"]
+        lengths = batch["mask"].sum(1).numpy()
+        kind = {"softmax": k.SOFTMAX, "hs": k.HIERARCHICAL, "ova": k.ONE_VS_ALL}[self.loss_kind]
+        if target.dim() == 2:
+            labels, multi = np.zeros(len(ids), np.int64), target.float().numpy()
+        elif kind == k.ONE_VS_ALL:
+            labels, multi = target.numpy(), F.one_hot(target, len(self.label_counts)).float().numpy()
+        else:
+            labels, multi = target.numpy(), np.zeros((0, 0), np.float32)
+        if kind == k.HIERARCHICAL:
+            paths, codes, depths = (t.numpy() for t in self.tree())
+        else:
+            paths, codes, depths = np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32), np.zeros(1, np.int64)
+        with torch.no_grad():
+            return k.sgd_step(self.embedding.weight.detach().numpy(), self.output.detach().numpy(),
+                              ids.numpy(), lengths, kind, labels, multi, paths, codes, depths, lr, threads)

@@ -120,11 +120,28 @@ class ClassifyTask:
             target = torch.tensor([targets[i] for i in indices], dtype=torch.long)
         return {"ids": tokens, "mask": mask, "target": target}
 
+    def init_model(self, model) -> None:
+        """Before training: a model whose output depends on label frequencies (hs) gets them."""
+        if hasattr(model, "fit_labels"):
+            counts = [0] * len(self.labels)
+            for target in self.splits["train"][1]:
+                for i in target if self.multi_label else [target]:
+                    counts[i] += 1
+            model.fit_labels(counts)
+
+    def _sigmoid(self, model) -> bool:
+        """One sigmoid per label: multi-label data, or a one-vs-all model (fastText's `ova`)."""
+        inner = getattr(model, "module", model)  # under DDP
+        return self.multi_label or getattr(inner, "output_activation", "softmax") == "sigmoid"
+
     def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = model(batch["ids"], batch["mask"])
-        if self.multi_label:
-            return F.binary_cross_entropy_with_logits(logits.float(), batch["target"])
-        return F.cross_entropy(logits.float(), batch["target"])
+        logits = model(batch["ids"], batch["mask"]).float()
+        target = batch["target"]
+        if self._sigmoid(model):
+            if not self.multi_label:
+                target = F.one_hot(target, logits.shape[1]).float()
+            return F.binary_cross_entropy_with_logits(logits, target)
+        return F.cross_entropy(logits, target)
 
     # ------------------------------------------------------------ prediction and evaluation
 
@@ -136,7 +153,7 @@ class ClassifyTask:
         for batch in bucket_batches([len(x) for x in ids], batch_size):
             tokens, mask = pad([ids[i] for i in batch], self.vocab.pad_id, self.min_length)
             logits = model(tokens.to(device), mask.to(device)).float()
-            probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)
+            probs = torch.sigmoid(logits) if self._sigmoid(model) else torch.softmax(logits, -1)
             out[torch.tensor(batch)] = probs.cpu()
         return out
 

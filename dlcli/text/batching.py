@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import chain
 
+import numpy as np
 import torch
 
 # Sorting within windows of this many batches keeps padding low while order stays random.
@@ -15,6 +16,11 @@ def pad(seqs: list[list[int]], pad_id: int, min_length: int = 1) -> tuple[torch.
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     width = max(int(lengths.max()) if len(seqs) else 0, min_length)
     mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    if seqs and isinstance(seqs[0], np.ndarray):  # feature bags (ngrams vocabulary): rows copied in numpy
+        block = np.full((len(seqs), width), pad_id, dtype=np.int64)
+        for row, seq in zip(block, seqs):
+            row[: len(seq)] = seq
+        return torch.from_numpy(block), mask
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     ids[mask] = torch.tensor(list(chain.from_iterable(seqs)), dtype=torch.long)
     return ids, mask

@@ -107,5 +107,6 @@ def init_embedding(table: torch.nn.Embedding, index: dict[str, int], lowercase: 
         raise DataError(f"{path}: vectors have {matrix.size(1)} dimensions, the model's embedding "
                         f"{table.embedding_dim}", f"set model.embedding_dim: {matrix.size(1)}")
     with torch.no_grad():
-        table.weight[found] = matrix[found].to(table.weight.dtype)
+        rows = found.nonzero().squeeze(1)  # vocabulary rows; a table may have more (hashed n-grams)
+        table.weight[rows] = matrix[rows].to(table.weight.dtype)
     return int(found.sum())

@@ -147,4 +147,8 @@ def vocab_from_dict(data: dict) -> TokenVocab | SubwordVocab:
         return TokenVocab(kind, list(data["tokens"]), bool(data["lowercase"]), data.get("pattern"))
     if kind in ("bpe", "wordpiece"):
         return SubwordVocab(kind, data["tokenizer_json"], bool(data["lowercase"]))
+    if kind == "ngrams":
+        from dlcli.text.ngrams import ngram_vocab_from_dict
+
+        return ngram_vocab_from_dict(data)
     raise ValueError(f"unknown vocabulary type {kind!r}")

@@ -1,0 +1,114 @@
+"""fastText's training loop: lock-free (Hogwild, Recht et al. 2011) per-example SGD on 2+ threads.
+
+Per example: the hidden vector is the mean of its input rows; the output rows move along the
+loss gradient (softmax over all labels, hierarchical softmax along the label's Huffman path, or
+one sigmoid per label); every input row then moves by the hidden gradient / bag size. This is
+exactly SGD on the mean-pooled model (tests compare one example against autograd), applied one
+example at a time as fastText does, with threads racing on shared rows. Numba compiles it on
+first use and caches the machine code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+SOFTMAX, HIERARCHICAL, ONE_VS_ALL = 0, 1, 2
+
+# numba's OpenMP layer would share libgomp with torch and leave torch's thread count changed.
+numba.config.THREADING_LAYER = "workqueue"
+
+
+@njit(cache=True, fastmath=True)
+def _sigmoid(x):
+    if x < -30.0:
+        return 0.0
+    if x > 30.0:
+        return 1.0
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(cache=True, fastmath=True)
+def _output_step(kind, W, h, g, scores, label, multi, row, paths, codes, depths, lr):
+    """Update output rows for one example, accumulate the hidden gradient in g; returns the loss."""
+    dim = h.shape[0]
+    loss = 0.0
+    if kind == SOFTMAX:
+        top = -1e30
+        for c in range(W.shape[0]):
+            s = 0.0
+            for d in range(dim):
+                s += W[c, d] * h[d]
+            scores[c] = s
+            top = max(top, s)
+        total = 0.0
+        for c in range(W.shape[0]):
+            scores[c] = math.exp(scores[c] - top)
+            total += scores[c]
+        for c in range(W.shape[0]):
+            p = scores[c] / total
+            alpha = lr * ((1.0 if c == label else 0.0) - p)
+            for d in range(dim):
+                g[d] += alpha * W[c, d]
+                W[c, d] += alpha * h[d]
+        loss = -math.log(max(scores[label] / total, 1e-30))
+    else:
+        steps = depths[label] if kind == HIERARCHICAL else W.shape[0]
+        for k in range(steps):
+            node = paths[label, k] if kind == HIERARCHICAL else k
+            target = codes[label, k] if kind == HIERARCHICAL else multi[row, k]
+            s = 0.0
+            for d in range(dim):
+                s += W[node, d] * h[d]
+            p = _sigmoid(s)
+            alpha = lr * (target - p)
+            for d in range(dim):
+                g[d] += alpha * W[node, d]
+                W[node, d] += alpha * h[d]
+            loss -= math.log(max(p if target > 0.5 else 1.0 - p, 1e-30))
+    return loss
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _epoch_chunk(E, W, ids, lengths, kind, labels, multi, paths, codes, depths, lr, threads):
+    n, dim = ids.shape[0], E.shape[1]
+    share = (n + threads - 1) // threads
+    losses = np.zeros(threads)
+    for t in prange(threads):
+        h = np.empty(dim, np.float32)
+        g = np.empty(dim, np.float32)
+        scores = np.empty(W.shape[0], np.float32)
+        for row in range(t * share, min(n, (t + 1) * share)):
+            size = lengths[row]
+            if size == 0:
+                continue
+            h[:] = 0.0
+            for j in range(size):
+                r = ids[row, j]
+                for d in range(dim):
+                    h[d] += E[r, d]
+            inv = 1.0 / size
+            for d in range(dim):
+                h[d] *= inv
+            g[:] = 0.0
+            losses[t] += _output_step(kind, W, h, g, scores, labels[row], multi, row, paths, codes, depths, lr)
+            for d in range(dim):
+                g[d] *= inv
+            for j in range(size):
+                r = ids[row, j]
+                for d in range(dim):
+                    E[r, d] += g[d]
+    return losses.sum()
+
+
+def sgd_step(E: np.ndarray, W: np.ndarray, ids: np.ndarray, lengths: np.ndarray, kind: int, labels: np.ndarray,
+             multi: np.ndarray, paths: np.ndarray, codes: np.ndarray, depths: np.ndarray, lr: float,
+             threads: int) -> float:
+    """One pass over a batch (in place on E and W); returns the mean loss before each update."""
+    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS, len(ids)))
+    numba.set_num_threads(threads)
+    total = _epoch_chunk(E, W, ids, lengths, kind, labels, multi, paths, codes, depths, np.float32(lr), threads)
+    return float(total) / max(1, len(ids))

@@ -1,0 +1,128 @@
+"""fastText's input features: words, hashed word n-grams and hashed character n-grams.
+
+Joulin et al. 2017 (word n-grams hashed into buckets) and Bojanowski et al. 2017 (character
+n-grams of `<word>` for subword information). A text becomes one bag of ids: its vocabulary
+words, then the character n-grams of every token (out-of-vocabulary ones included), then its
+word n-grams. Ids >= the word count index a shared table of `buckets` hashed rows, so the
+embedding has `len(tokens) + buckets` rows. Hashes are CRC-32 (stable across processes and
+platforms), combined for n-grams with a multiplier in 64-bit wrap-around arithmetic; they are
+not fastText's FNV values, so fastText `.bin` files cannot be read, but its `.vec` text files can
+initialise the word rows (`data.vectors`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+from itertools import repeat
+
+import numpy as np
+
+from dlcli.errors import RecipeError
+from dlcli.text.vocab import PAD, UNK, WORD_PATTERN, TokenVocab, _ranked
+
+NGRAM_MULTIPLIER = np.uint64(116_049_371)
+WHITESPACE = r"\S+"  # vocab.pattern for text that is already tokenized
+SUBWORD_CACHE = 200_000  # out-of-vocabulary tokens whose character n-grams are remembered
+
+
+class NgramVocab(TokenVocab):
+    """A word or character vocabulary whose `encode` gives fastText's bag of feature ids."""
+
+    def __init__(self, tokens: list[str], lowercase: bool, pattern: str | None, *, unit: str,
+                 word_ngrams: int, buckets: int, minn: int, maxn: int):
+        super().__init__(unit, tokens, lowercase, pattern)  # tokenizes as a word or char vocabulary
+        self.kind, self.unit = "ngrams", unit
+        self.word_ngrams = word_ngrams
+        self.minn, self.maxn = minn, maxn
+        hashed = word_ngrams > 1 or maxn > 0
+        self.buckets = buckets if hashed else 0
+        self.num_words = len(tokens)
+        self._subwords: dict[str, np.ndarray] = {}
+
+    @property
+    def size(self) -> int:
+        return self.num_words + self.buckets
+
+    def _bucket(self, value: int) -> int:
+        return self.num_words + value % self.buckets
+
+    def subwords(self, token: str) -> np.ndarray:
+        """Hashed ids of the character n-grams (minn..maxn) of `<token>`."""
+        found = self._subwords.get(token)
+        if found is None:
+            marked = f"<{token}>"
+            grams = {marked[i : i + n] for n in range(self.minn, self.maxn + 1)
+                     for i in range(len(marked) - n + 1)} - {marked}
+            found = np.array(sorted(self._bucket(zlib.crc32(g.encode("utf-8"))) for g in grams), dtype=np.int64)
+            if len(self._subwords) >= SUBWORD_CACHE:
+                self._subwords.clear()
+            self._subwords[token] = found
+        return found
+
+    def tokenize(self, text: str) -> list[str]:
+        if self.pattern == WHITESPACE:  # fastText's own tokenization, at str.split speed
+            return (text.lower() if self.lowercase else text).split()
+        return super().tokenize(text)
+
+    def encode(self, text: str) -> np.ndarray:
+        tokens = self.tokenize(text)
+        keys = np.fromiter(map(self.index.get, tokens, repeat(0)), dtype=np.uint64, count=len(tokens))
+        # An unknown token gets a hash key beyond the word ids, so the n-grams over it still count.
+        for i in np.flatnonzero(keys == 0).tolist():
+            keys[i] = self.num_words + zlib.crc32(tokens[i].encode("utf-8"))
+        parts = [keys[keys < self.num_words].astype(np.int64)]
+        if self.maxn > 0:
+            parts.extend(self.subwords(t) for t in tokens)
+        hashed = keys
+        for n in range(2, self.word_ngrams + 1):
+            hashed = hashed[:-1] * NGRAM_MULTIPLIER + keys[n - 1 :]
+            parts.append((hashed % np.uint64(self.buckets)).astype(np.int64) + self.num_words)
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "unit": self.unit, "word_ngrams": self.word_ngrams,
+                "buckets": self.buckets, "minn": self.minn, "maxn": self.maxn}
+
+
+def mostly_chinese(texts: list[str], sample: int = 2000) -> bool:
+    """True when most letters of (a sample of) the texts are CJK ideographs."""
+    han = letters = 0
+    for text in texts[:sample]:
+        for ch in text:
+            if ch.isalpha():
+                letters += 1
+                han += "\u4e00" <= ch <= "\u9fff"  # CJK Unified Ideographs
+    return letters > 0 and han / letters > 0.5
+
+
+def build_ngram_vocab(
+    texts: Iterable[str], *, unit: str = "word", lowercase: bool = False, pattern: str = WORD_PATTERN,
+    min_freq: int = 1, max_size: int | None = None, word_ngrams: int = 1, buckets: int = 2_000_000,
+    minn: int | None = None, maxn: int | None = None,
+) -> NgramVocab:
+    """`minn`/`maxn` unset: character n-grams 1-2 for Chinese words (a word regex keeps runs of
+    Han characters whole, so a clause is one token and its characters carry the meaning), none
+    otherwise (fastText's supervised default)."""
+    if unit not in ("word", "char"):
+        raise RecipeError(f"vocab.unit: word or char, not {unit!r}")
+    if word_ngrams < 1 or buckets < 1:
+        raise RecipeError("vocab.word_ngrams and vocab.buckets must be >= 1")
+    texts = list(texts)
+    if minn is None and maxn is None:
+        minn, maxn = (1, 2) if unit == "word" and mostly_chinese(texts) else (0, 0)
+    minn, maxn = minn or 0, maxn or 0
+    if maxn and not 1 <= minn <= maxn:
+        raise RecipeError(f"vocab.minn/maxn: need 1 <= minn <= maxn, got {minn}/{maxn}")
+    probe = TokenVocab(unit, [PAD, UNK], lowercase, pattern if unit == "word" else None)
+    counts = Counter(t for text in texts for t in probe.tokenize(text))
+    return NgramVocab(_ranked(counts, min_freq, max_size), lowercase, pattern if unit == "word" else None,
+                      unit=unit, word_ngrams=word_ngrams, buckets=buckets, minn=minn, maxn=maxn)
+
+
+def ngram_vocab_from_dict(data: dict) -> NgramVocab:
+    return NgramVocab(list(data["tokens"]), bool(data["lowercase"]), data.get("pattern"), unit=data["unit"],
+                      word_ngrams=int(data["word_ngrams"]), buckets=int(data["buckets"]) or 1,
+                      minn=int(data["minn"]), maxn=int(data["maxn"]))
+

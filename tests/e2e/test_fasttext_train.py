@@ -1,0 +1,89 @@
+"""FastText end to end: n-gram vocabularies, the three losses, the Hogwild path and its fallbacks."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import LABELS, assert_ok, train
+
+from dlcli import api
+from dlcli.models.fasttext import FastText
+
+FASTTEXT_SGD = {"epochs": 8, "batch_size": 16, "deterministic": True, "optimizer": {"type": "sgd", "lr": 0.5},
+                "lr_schedule": {"type": "warmup_linear"}}
+NGRAMS = {"type": "ngrams", "lowercase": True, "word_ngrams": 2, "buckets": 1000}
+
+
+@pytest.fixture
+def hogwild_calls(monkeypatch):
+    calls = []
+    original = FastText.hogwild_step
+
+    def spy(self, batch, lr, threads):
+        calls.append((lr, threads))
+        return original(self, batch, lr, threads)
+
+    monkeypatch.setattr(FastText, "hogwild_step", spy)
+    return calls
+
+
+@pytest.mark.parametrize("loss", ["softmax", "hs", "ova"])
+def test_each_loss_learns_and_predicts(cli, dataset, hogwild_calls, loss):
+    out = dataset.root / "ft.pt"
+    recipe = dataset.recipe(vocab=NGRAMS, model={"type": "fasttext", "embedding_dim": 16, "loss": loss},
+                            train=FASTTEXT_SGD)
+    result = train(cli, recipe, out)
+    assert_ok(result)
+    assert result.json()["best"] >= 0.9
+    assert hogwild_calls
+    lrs = [lr for lr, _ in hogwild_calls]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0] / 4  # linear decay reaches the kernel
+    records = cli("classify", out, stdin=b"my cat and dog\nred and blue\n").records()
+    assert [r["label"] for r in records] == ["animal", "colour"]
+    scores = [t["score"] for t in cli("classify", out, "--top-k", "3", stdin=b"a blue parrot\n").records()[0]["top_k"]]
+    if loss == "ova":  # independent sigmoids
+        assert 0 < scores[0] <= 1 and sum(scores) != pytest.approx(1.0, abs=1e-3)
+    else:
+        assert sum(scores) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_hierarchical_tree_survives_the_checkpoint(cli, dataset, tmp_path):
+    rows = dataset.train.read_text(encoding="utf-8").splitlines()
+    skewed = [r for r in rows if r.startswith("animal")] * 5 + rows  # animal much more frequent
+    (dataset.root / "skewed.tsv").write_text("\n".join(skewed) + "\n", encoding="utf-8")
+    out = dataset.root / "hs.pt"
+    recipe = dataset.recipe(data={"train": "./skewed.tsv"}, vocab=NGRAMS, train={**FASTTEXT_SGD, "epochs": 12},
+                            model={"type": "fasttext", "embedding_dim": 16, "loss": "hs"})
+    assert_ok(train(cli, recipe, out))
+    loaded = api.load_model(out)
+    counts = loaded.model.label_counts.tolist()
+    assert counts[LABELS.index("animal")] > 4 * counts[LABELS.index("colour")]
+    paths, codes, depths = loaded.model.tree()
+    assert depths[LABELS.index("animal")] == 1
+    before = cli("evaluate", out, dataset.dev).json()
+    assert before["accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("train_cfg", [
+    {"optimizer": {"type": "adam", "lr": 0.05}},
+    {"optimizer": {"type": "sgd", "lr": 0.5, "momentum": 0.9}},
+    {"optimizer": {"type": "sgd", "lr": 5.0}, "grad_clip": 1.0},  # autograd SGD steps on the batch mean
+])
+def test_other_optimisers_train_by_autograd(cli, dataset, hogwild_calls, train_cfg):
+    recipe = dataset.recipe(vocab=NGRAMS, train={"epochs": 6, **train_cfg})
+    result = train(cli, recipe, dataset.root / "m.pt")
+    assert_ok(result)
+    assert not hogwild_calls
+    assert result.json()["best"] >= 0.9
+
+
+def test_pretrained_vectors_fill_the_word_rows(cli, dataset):
+    vectors = dataset.root / "vec.txt"
+    vectors.write_text("2 16\ncat " + " ".join(["0.5"] * 16) + "\nblue " + " ".join(["-0.25"] * 16) + "\n",
+                       encoding="utf-8")
+    frozen = {**FASTTEXT_SGD, "max_steps": 1, "optimizer": {"type": "sgd", "lr": 0.0}}
+    out = dataset.root / "v.pt"
+    assert_ok(train(cli, dataset.recipe(vocab=NGRAMS, data={"vectors": "./vec.txt"}, train=frozen), out))
+    loaded = api.load_model(out)
+    table, index = loaded.model.embedding.weight, loaded.task.vocab.index
+    assert table[index["cat"]].tolist() == [0.5] * 16 and table[index["blue"]].tolist() == [-0.25] * 16
+    assert table[index["dog"]].abs().max() <= 1 / 16  # fastText's uniform start elsewhere
