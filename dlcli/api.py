@@ -55,7 +55,10 @@ def _train(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Pat
     seed_everything(recipe.seed, recipe.train.deterministic)
     task = _prepare_task(recipe, parts, recipe_path, data_dir)
     builder, model_kwargs = parts.model
-    model = builder(*task.model_sizes(), **model_kwargs)
+    try:
+        model = builder(*task.model_sizes(), **model_kwargs)
+    except ValueError as exc:  # a knob the builder refuses, e.g. an unknown pooling
+        raise RecipeError(f"model: {exc}", f"fix that value in the {recipe.model.type} model section") from None
     task.min_length = getattr(model, "min_length", 1)
     if hasattr(task, "init_model"):  # e.g. a detector's later stage starts from the earlier ones
         task.init_model(model)
@@ -139,6 +142,9 @@ def _init_vectors(model, task, recipe: Recipe, recipe_path: Path, data_dir) -> s
                           "word embedding to initialise", "use vocab type word or char")
     path = resolve_data_path(recipe.data.vectors, data_root(data_dir), recipe_path.parent)
     found = init_embedding(table, index, task.vocab.lowercase, path, recipe.data.vectors_format, recipe.data.encoding)
+    hook = getattr(model, "after_init_vectors", None)
+    if hook is not None:  # e.g. TextCNN's multichannel starts its fixed channel from the same table
+        hook()
     return f"{path}: initialised {found:,} of {len(index):,} vocabulary words"
 
 

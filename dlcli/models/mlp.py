@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlcli.nn.pooling import POOLINGS
+from dlcli.nn.pooling import GLOBAL_POOLINGS
 
 
 class MLPClassifier(nn.Module):
@@ -19,9 +19,9 @@ class MLPClassifier(nn.Module):
         pooling: str = "mean", batch_norm: bool = True, bn_momentum: float = 0.1,
     ):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}")
-        self.pool = POOLINGS[pooling]
+        if pooling not in GLOBAL_POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(GLOBAL_POOLINGS)}")
+        self.pool = GLOBAL_POOLINGS[pooling]()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         layers: list[nn.Module] = []
         width = embedding_dim

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from dlcli.models.rnn import encode_packed
-from dlcli.nn.pooling import masked_max
+from dlcli.nn.pooling import GlobalMaxPooling1d
 
 
 class RCNN(nn.Module):
@@ -31,6 +31,7 @@ class RCNN(nn.Module):
         self.left_start = nn.Parameter(torch.zeros(hidden_size))
         self.right_end = nn.Parameter(torch.zeros(hidden_size))
         self.latent = nn.Linear(2 * hidden_size + embedding_dim, latent_size)
+        self.pool = GlobalMaxPooling1d()  # max over time, padding excluded
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(latent_size, num_labels)
 
@@ -38,7 +39,7 @@ class RCNN(nn.Module):
         e = self.dropout(self.embedding(ids))  # (B, T, E)
         left, right = self._contexts(e, mask)  # 2 x (B, T, H)
         y = torch.tanh(self.latent(torch.cat([left, e, right], dim=-1)))  # (B, T, Z)
-        return self.output(self.dropout(masked_max(y, mask)))  # (B, C)
+        return self.output(self.dropout(self.pool(y, mask)))  # (B, C)
 
     def _contexts(self, e: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """c_l(w_i) = forward state after w_{i-1}; c_r(w_i) = backward state after w_{i+1}.

@@ -1,12 +1,22 @@
 """TextCNN: convolutions of several widths over word embeddings with max-over-time pooling.
 
 Kim, "Convolutional Neural Networks for Sentence Classification", EMNLP 2014.
+
+`embedding_mode` picks the paper's variants: rand (embeddings learned from scratch), static
+(pretrained vectors, `data.vectors`, kept fixed), non_static (pretrained, fine-tuned) and
+multichannel (two tables both starting from the vectors, one fixed, one fine-tuned; "each filter
+is applied to both channels and the results are added", so the filters are shared and, the
+convolution being linear, run once over the sum of the two channels' embeddings).
+
+Letters: B batch, T tokens, T' edge-padded tokens, V vocabulary, E embedding width, F filters, C labels.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+EMBEDDING_MODES = ("rand", "static", "non_static", "multichannel")
 
 # Largest vocabulary x (sum of kernel widths x filters) table cached for inference: 128 MB in fp32.
 TABLE_LIMIT = 32 * 2**20
@@ -17,9 +27,12 @@ class TextCNN(nn.Module):
         self, vocab_size: int, num_labels: int, pad_id: int, *,
         embedding_dim: int = 300, kernel_sizes: list[int] = (3, 4, 5), num_filters: int = 100,
         dropout: float = 0.5, max_norm: float | None = 3.0, init_scale: float = 0.25,
-        edge_padding: bool = True,
+        edge_padding: bool = True, embedding_mode: str = "rand",
     ):
         super().__init__()
+        if embedding_mode not in EMBEDDING_MODES:
+            raise ValueError(f"embedding_mode must be one of {', '.join(EMBEDDING_MODES)}, not {embedding_mode!r}")
+        self.embedding_mode = embedding_mode  # a mode other than rand needs data.vectors (ClassifyTask.check_recipe)
         self.kernel_sizes = list(kernel_sizes)
         self.max_norm = max_norm
         # Kim pads k-1 zeros on both sides ("wide" convolution): every word is seen at every
@@ -29,6 +42,13 @@ class TextCNN(nn.Module):
         nn.init.uniform_(self.embedding.weight, -init_scale, init_scale)  # Kim's CNN-rand init
         with torch.no_grad():
             self.embedding.weight[pad_id].zero_()
+        # Kim's random rows for words the vectors file lacks are frozen along with the rest (static)
+        self.embedding.weight.requires_grad_(embedding_mode != "static")
+        self.static_embedding = None  # multichannel's fixed channel; the trained one is `embedding`
+        if embedding_mode == "multichannel":
+            self.static_embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+            self.static_embedding.weight.requires_grad_(False)
+            self._copy_to_static()
         self.convs = nn.ModuleList(nn.Conv1d(embedding_dim, num_filters, k) for k in self.kernel_sizes)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(num_filters * len(self.kernel_sizes), num_labels)
@@ -38,6 +58,17 @@ class TextCNN(nn.Module):
     @property
     def min_length(self) -> int:
         return 1 if self.edge_padding else max(self.kernel_sizes)
+
+    @torch.no_grad()
+    def after_init_vectors(self) -> None:
+        """Called once `embedding` holds the pretrained vectors: multichannel's fixed channel starts
+        from the same table (the vectors, and the same random rows for words the file lacks)."""
+        self._copy_to_static()
+
+    @torch.no_grad()
+    def _copy_to_static(self) -> None:
+        if self.static_embedding is not None:
+            self.static_embedding.weight.copy_(self.embedding.weight)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lead = max(self.kernel_sizes) - 1 if self.edge_padding else 0
@@ -67,7 +98,10 @@ class TextCNN(nn.Module):
         One large GEMM runs much faster on CPU than several thin convolutions. The edge padding
         (zero embeddings) is added to the product, so the GEMM spends nothing on it.
         """
-        y = self.embedding(ids) @ self._stacked_weight()  # (B, T, sum(k) * F)
+        x = self.embedding(ids)  # (B, T, E)
+        if self.static_embedding is not None:
+            x = x + self.static_embedding(ids)  # shared filters: conv(a) + conv(b) = conv(a + b)
+        y = x @ self._stacked_weight()  # (B, T, sum(k) * F)
         y = nn.functional.pad(y, (0, 0, lead, tail))  # (B, T', sum(k) * F)
         sums, offset = [], 0
         for k, conv in zip(self.kernel_sizes, self.convs):
@@ -85,9 +119,10 @@ class TextCNN(nn.Module):
         weight_cols = sum(self.kernel_sizes) * self.convs[0].out_channels
         if self.training or torch.is_grad_enabled() or self.embedding.num_embeddings * weight_cols > TABLE_LIMIT:
             return None
-        key = tuple((p.data_ptr(), p._version) for p in (self.embedding.weight, *self.convs.parameters()))
+        tables = [self.embedding.weight] + ([self.static_embedding.weight] if self.static_embedding is not None else [])
+        key = tuple((p.data_ptr(), p._version) for p in (*tables, *self.convs.parameters()))
         if self._table_key != key:
-            product = self.embedding.weight @ self._stacked_weight()  # (V, sum(k) * F); pad row zero
+            product = sum(tables) @ self._stacked_weight()  # (V, sum(k) * F); pad row zero
             self._table = product.reshape(-1, self.convs[0].out_channels)  # row v * sum(k) + (k, j)
             self._table_key = key
         return self._table

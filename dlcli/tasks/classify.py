@@ -42,6 +42,10 @@ class ClassifyTask:
     @classmethod
     def check_recipe(cls, recipe) -> None:
         cls.check_data(recipe.data)
+        mode = recipe.model.kwargs.get("embedding_mode", "rand")
+        if mode != "rand" and not recipe.data.vectors:  # TextCNN's pretrained variants (Kim 2014)
+            raise RecipeError(f"model.embedding_mode: {mode} starts from pretrained vectors, and data.vectors "
+                              "names none", "set data.vectors to a word2vec or GloVe file, or use embedding_mode: rand")
 
     @classmethod
     def check_data(cls, cfg) -> None:

@@ -27,6 +27,13 @@ def test_unknown_model_knob_via_set(cli, dataset):
     assert_fails(result, 2, "model.embeding_dim", "did you mean 'embedding_dim'")
 
 
+def test_a_knob_value_the_model_refuses_is_a_recipe_error(cli, dataset):
+    out = dataset.root / "m.pt"
+    result = train(cli, dataset.recipe(model={"type": "lstm", "pooling": "median"}), out)
+    assert_fails(result, 2, "model: pooling must be one of", "median")
+    assert not out.exists()
+
+
 def test_unknown_dev_metric_fails_before_training(cli, dataset):
     result = train(cli, dataset.recipe(), dataset.root / "m.pt", "--set", "train.metric=acuracy")
     assert_fails(result, 2, "train.metric", "did you mean 'accuracy'")
