@@ -186,13 +186,27 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     try:
         task = registry.task_adapter(data["task"]).from_checkpoint(data)
         builder = registry.lookup(registry.MODELS[data["task"]], data["model"]["type"], "model.type")
-        model = builder(*task.model_sizes(), **data["model"]["kwargs"])
-        model.load_state_dict(data["state_dict"])
+        model = _rebuild(builder, task.model_sizes(), data["model"]["kwargs"], data["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError, RecipeError) as exc:
         raise CheckpointError(f"{path}: checkpoint content does not fit dlcli "
                               f"{data.get('dlcli_version')}'s models: {exc}") from None
     model.to(resolve_device(device)).eval()
     return LoadedModel(data, task, model)
+
+
+def _rebuild(builder, sizes: tuple, kwargs: dict, state: dict) -> torch.nn.Module:
+    """The model holding `state`. It is built on the meta device and adopts the checkpoint's tensors,
+    rather than initialising every weight only to overwrite it (seconds for a 200M-row fastText
+    table); a model with tensors the checkpoint lacks or stores in another dtype is built normally."""
+    with torch.device("meta"):
+        model = builder(*sizes, **kwargs)
+    own = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    if own.keys() == state.keys() and all(state[k].dtype == t.dtype for k, t in own.items()):
+        model.load_state_dict(state, assign=True)
+        return model
+    model = builder(*sizes, **kwargs)
+    model.load_state_dict(state)
+    return model
 
 
 def classify(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *,

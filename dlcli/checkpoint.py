@@ -65,7 +65,8 @@ def load(path: str | os.PathLike, kind: str = MODEL_FORMAT) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path.resolve()}")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        # memory-mapped: a big table (fastText's hashed n-grams) is paged in as rows are read, not copied up front
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to load: the file holds objects that are not plain data "

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from dlcli.errors import DataError, RecipeError
 from dlcli.metrics import classification_report, multilabel_report
-from dlcli.text.batching import bucket_batches, pad
+from dlcli.text.batching import bucket_batches, concatenate, pad
 from dlcli.text.readers import Record, read_labelled
 from dlcli.text.vocab import vocab_from_dict
 
@@ -154,9 +154,14 @@ class ClassifyTask:
         """(N, C) probabilities in input order; batches are formed from similar lengths."""
         device = next(model.parameters()).device
         out = torch.empty(len(ids), len(self.labels))
+        bags = getattr(model, "forward_bags", None)  # a bag-of-features model takes the ids unpadded
         for batch in bucket_batches([len(x) for x in ids], batch_size):
-            tokens, mask = pad([ids[i] for i in batch], self.vocab.pad_id, self.min_length)
-            logits = model(tokens.to(device), mask.to(device)).float()
+            if bags is not None:
+                flat, offsets = concatenate([ids[i] for i in batch])
+                logits = bags(flat.to(device), offsets.to(device)).float()
+            else:
+                tokens, mask = pad([ids[i] for i in batch], self.vocab.pad_id, self.min_length)
+                logits = model(tokens.to(device), mask.to(device)).float()
             probs = torch.sigmoid(logits) if self._sigmoid(model) else torch.softmax(logits, -1)
             out[torch.tensor(batch)] = probs.cpu()
         return out

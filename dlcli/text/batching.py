@@ -26,6 +26,17 @@ def pad(seqs: list[list[int]], pad_id: int, min_length: int = 1) -> tuple[torch.
     return ids, mask
 
 
+def concatenate(seqs: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Id sequences as one flat tensor and each one's start offset (embedding_bag's input)."""
+    lengths = [len(s) for s in seqs]
+    if seqs and isinstance(seqs[0], np.ndarray):
+        flat = torch.from_numpy(np.concatenate(seqs).astype(np.int64, copy=False))
+    else:
+        flat = torch.tensor(list(chain.from_iterable(seqs)), dtype=torch.long)
+    offsets = torch.tensor([0, *lengths[:-1]], dtype=torch.long).cumsum(0)
+    return flat, offsets
+
+
 def bucket_batches(
     lengths: list[int], batch_size: int, generator: torch.Generator | None = None
 ) -> list[list[int]]:

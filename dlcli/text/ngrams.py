@@ -20,7 +20,7 @@ from itertools import repeat
 import numpy as np
 
 from dlcli.errors import RecipeError
-from dlcli.text.vocab import PAD, UNK, WORD_PATTERN, TokenVocab, _ranked
+from dlcli.text.vocab import PAD, UNK, WORD_PATTERN, TokenVocab, _ranked, token_list
 
 NGRAM_MULTIPLIER = np.uint64(116_049_371)
 WHITESPACE = r"\S+"  # vocab.pattern for text that is already tokenized
@@ -122,7 +122,7 @@ def build_ngram_vocab(
 
 
 def ngram_vocab_from_dict(data: dict) -> NgramVocab:
-    return NgramVocab(list(data["tokens"]), bool(data["lowercase"]), data.get("pattern"), unit=data["unit"],
+    return NgramVocab(token_list(data), bool(data["lowercase"]), data.get("pattern"), unit=data["unit"],
                       word_ngrams=int(data["word_ngrams"]), buckets=int(data["buckets"]) or 1,
                       minn=int(data["minn"]), maxn=int(data["maxn"]))
 

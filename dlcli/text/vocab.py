@@ -48,8 +48,10 @@ class TokenVocab:
         return [self.encode(t) for t in texts]
 
     def to_dict(self) -> dict:
+        # One newline-joined string (tokens never hold whitespace): checkpoints unpickle it at once,
+        # where a list of 100k strings takes the weights-only unpickler most of a second.
         return {"type": self.kind, "size": self.size, "lowercase": self.lowercase,
-                "pattern": self.pattern, "tokens": self.tokens}
+                "pattern": self.pattern, "tokens": "\n".join(self.tokens)}
 
 
 class SubwordVocab:
@@ -141,10 +143,15 @@ def build_wordpiece_vocab(texts: Iterable[str], *, vocab_size: int = 8000, lower
     return _build_subword("wordpiece", texts, vocab_size, lowercase, min_freq)
 
 
+def token_list(data: dict) -> list[str]:
+    tokens = data["tokens"]
+    return tokens.split("\n") if isinstance(tokens, str) else list(tokens)  # lists: checkpoints before 0.2
+
+
 def vocab_from_dict(data: dict) -> TokenVocab | SubwordVocab:
     kind = data.get("type")
     if kind in ("word", "char"):
-        return TokenVocab(kind, list(data["tokens"]), bool(data["lowercase"]), data.get("pattern"))
+        return TokenVocab(kind, token_list(data), bool(data["lowercase"]), data.get("pattern"))
     if kind in ("bpe", "wordpiece"):
         return SubwordVocab(kind, data["tokenizer_json"], bool(data["lowercase"]))
     if kind == "ngrams":

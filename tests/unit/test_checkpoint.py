@@ -143,3 +143,19 @@ def test_describe_drops_weights_and_counts_parameters():
     assert "state_dict" not in described
     assert described["parameters"] == 6
     assert described["vocab"] == {"type": "word", "size": 9, "lowercase": True}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_rebuilt_models_adopt_the_saved_tensors(dtype):
+    from dlcli.api import _rebuild
+    from dlcli.models.fasttext import FastText
+
+    model = FastText(50, 3, 0, embedding_dim=4, loss="hs")
+    model.fit_labels([5, 1, 2])
+    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    rebuilt = _rebuild(FastText, (50, 3, 0), {"embedding_dim": 4, "loss": "hs"}, state)
+    assert not any(t.is_meta for t in [*rebuilt.parameters(), *rebuilt.buffers()])
+    assert all(p.dtype == torch.float32 for p in rebuilt.parameters())  # float16 files are cast back
+    ids, mask = torch.tensor([[3, 4, 0]]), torch.tensor([[True, True, False]])
+    torch.testing.assert_close(rebuilt(ids, mask), model(ids, mask), atol=1e-3, rtol=1e-3)
+    assert rebuilt.label_counts.tolist() == [5, 1, 2]

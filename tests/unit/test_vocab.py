@@ -87,3 +87,13 @@ def test_subword_lowercase_applies():
 def test_unknown_vocab_type():
     with pytest.raises(ValueError, match="unknown vocabulary type"):
         vocab_from_dict({"type": "sentencepiece"})
+
+
+def test_tokens_are_stored_as_one_string_and_old_lists_still_load():
+    from dlcli.text.vocab import build_word_vocab, vocab_from_dict
+
+    vocab = build_word_vocab(["the cat sat", "a dog"])
+    stored = vocab.to_dict()
+    assert isinstance(stored["tokens"], str)
+    assert vocab_from_dict(stored).tokens == vocab.tokens
+    assert vocab_from_dict({**stored, "tokens": list(vocab.tokens)}).tokens == vocab.tokens
