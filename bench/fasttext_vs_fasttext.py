@@ -159,13 +159,15 @@ def main() -> None:
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated names")
     parser.add_argument("--predict-lines", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--keep", help="keep the files and models of each workload under this folder")
     parser.add_argument("--no-report", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
     for name in args.workloads.split(","):
         with tempfile.TemporaryDirectory(prefix="ftbench") as tmp:
-            row = run_workload(name, WORKLOADS[name], Path(args.data_dir), Path(tmp), args.predict_lines,
-                               args.repeats)
+            work = Path(args.keep) / re.sub(r"\W+", "_", name) if args.keep else Path(tmp)
+            work.mkdir(parents=True, exist_ok=True)
+            row = run_workload(name, WORKLOADS[name], Path(args.data_dir), work, args.predict_lines, args.repeats)
         print(row)
         if not args.no_report:
             add_row("FastText against fastText", row,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Iterable, Iterator
@@ -194,18 +195,28 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     return LoadedModel(data, task, model)
 
 
+@contextlib.contextmanager
+def _without_weight_init():
+    """torch.nn.init's in-place initialisers become no-ops: a model about to receive a checkpoint's
+    tensors skips drawing random ones (seconds for a 200M-row fastText table)."""
+    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    for name in names:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
 def _rebuild(builder, sizes: tuple, kwargs: dict, state: dict) -> torch.nn.Module:
-    """The model holding `state`. It is built on the meta device and adopts the checkpoint's tensors,
-    rather than initialising every weight only to overwrite it (seconds for a 200M-row fastText
-    table); a model with tensors the checkpoint lacks or stores in another dtype is built normally."""
-    with torch.device("meta"):
+    """The model holding `state`, adopting its (memory-mapped) tensors where their dtypes match,
+    copying (and casting, e.g. float16 shipped weights) where not."""
+    with _without_weight_init():
         model = builder(*sizes, **kwargs)
-    own = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    if own.keys() == state.keys() and all(state[k].dtype == t.dtype for k, t in own.items()):
-        model.load_state_dict(state, assign=True)
-        return model
-    model = builder(*sizes, **kwargs)
-    model.load_state_dict(state)
+    own = model.state_dict()
+    model.load_state_dict(state, assign=all(k in own and own[k].dtype == v.dtype for k, v in state.items()))
     return model
 
 
