@@ -28,10 +28,10 @@ class FastText(nn.Module):
             raise ValueError("loss hs needs at least two labels")
         self.loss_kind = loss
         self.pad_id = pad_id
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        nn.init.uniform_(self.embedding.weight, -1.0 / embedding_dim, 1.0 / embedding_dim)
-        with torch.no_grad():
-            self.embedding.weight[pad_id].zero_()
+        start = torch.empty(vocab_size, embedding_dim)  # passed in, so nn.Embedding does not draw a normal init first
+        nn.init.uniform_(start, -1.0 / embedding_dim, 1.0 / embedding_dim)
+        start[pad_id] = 0.0
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id, _weight=start)
         rows = num_labels - 1 if loss == "hs" else num_labels
         self.output = nn.Parameter(torch.zeros(rows, embedding_dim))  # fastText starts it at zero, no bias
         # Label frequencies shape the Huffman tree; saved, so a loaded model rebuilds the same tree.
@@ -83,7 +83,7 @@ class FastText(nn.Module):
         from dlcli.kernels import fasttext_sgd as k
 
         ids, target = batch["ids"], batch["target"]
-        lengths = batch["mask"].sum(1).numpy()
+        lengths = batch["mask"].numpy().sum(1)  # numpy: torch's thread pool costs more than this sum
         kind = {"softmax": k.SOFTMAX, "hs": k.HIERARCHICAL, "ova": k.ONE_VS_ALL}[self.loss_kind]
         if target.dim() == 2:
             labels, multi = np.zeros(len(ids), np.int64), target.float().numpy()

@@ -13,14 +13,15 @@ BUCKET_WINDOW = 50
 
 def pad(seqs: list[list[int]], pad_id: int, min_length: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id lists into (B, T) ids and a (B, T) bool mask, T >= min_length."""
+    if seqs and isinstance(seqs[0], np.ndarray):  # feature bags (ngrams vocabulary): all in numpy
+        lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+        mask = np.arange(max(int(lengths.max()), min_length)) < lengths[:, None]
+        block = np.zeros(mask.shape, dtype=np.int64) if pad_id == 0 else np.full(mask.shape, pad_id, dtype=np.int64)
+        block[mask] = np.concatenate(seqs)
+        return torch.from_numpy(block), torch.from_numpy(mask)
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     width = max(int(lengths.max()) if len(seqs) else 0, min_length)
     mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
-    if seqs and isinstance(seqs[0], np.ndarray):  # feature bags (ngrams vocabulary): rows copied in numpy
-        block = np.full((len(seqs), width), pad_id, dtype=np.int64)
-        for row, seq in zip(block, seqs):
-            row[: len(seq)] = seq
-        return torch.from_numpy(block), mask
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     ids[mask] = torch.tensor(list(chain.from_iterable(seqs)), dtype=torch.long)
     return ids, mask

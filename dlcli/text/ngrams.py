@@ -87,10 +87,10 @@ class NgramVocab(TokenVocab):
 
 
 def mostly_chinese(texts: list[str], sample: int = 2000) -> bool:
-    """True when most letters of (a sample of) the texts are CJK ideographs."""
+    """True when most letters of (the starts of a sample of) the texts are CJK ideographs."""
     han = letters = 0
     for text in texts[:sample]:
-        for ch in text:
+        for ch in text[:200]:
             if ch.isalpha():
                 letters += 1
                 han += "\u4e00" <= ch <= "\u9fff"  # CJK Unified Ideographs

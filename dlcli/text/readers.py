@@ -195,10 +195,17 @@ def _fasttext(lines: Iterable[tuple[int, str]], source: str, cfg) -> Iterator[Re
 
 
 def split_fasttext(line: str) -> tuple[list[str], str]:
+    """Labels are the tokens with the prefix, wherever they stand (fastText's rule); usually they lead."""
     tokens = line.split()
-    labels = [t[len(FASTTEXT_PREFIX):] for t in tokens if t.startswith(FASTTEXT_PREFIX)]
-    words = [t for t in tokens if not t.startswith(FASTTEXT_PREFIX)]
-    return labels, " ".join(words)
+    lead = 0
+    while lead < len(tokens) and tokens[lead].startswith(FASTTEXT_PREFIX):
+        lead += 1
+    labels = [t[len(FASTTEXT_PREFIX):] for t in tokens[:lead]]
+    rest = tokens[lead:]
+    if FASTTEXT_PREFIX in line[line.find(rest[0]) if rest else 0:]:  # labels further on: the slow, general path
+        labels += [t[len(FASTTEXT_PREFIX):] for t in rest if t.startswith(FASTTEXT_PREFIX)]
+        rest = [t for t in rest if not t.startswith(FASTTEXT_PREFIX)]
+    return labels, " ".join(rest)
 
 
 def parse_json_object(line: str, source: str, number: int) -> dict:
