@@ -88,7 +88,7 @@ def write_fasttext(path: Path, rows, tokenize, lowercase: bool, min_tokens: int 
 def dlcli_recipe(path: Path, train: Path, dev: Path, epochs: int, lr: float) -> Path:
     recipe = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
     recipe["data"] = {"train": str(train), "dev": str(dev), "format": "fasttext"}
-    recipe["vocab"].update({"pattern": r"\S+", "lowercase": False})
+    recipe["vocab"].update({"pattern": r"\S+", "lowercase": False, "minn": 0, "maxn": 0})  # fastText's defaults
     recipe["train"].update({"epochs": epochs})
     recipe["train"]["optimizer"]["lr"] = lr
     path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")

@@ -104,19 +104,20 @@ def build_ngram_vocab(
 ) -> NgramVocab:
     """`minn`/`maxn` unset: character n-grams 1-2 for Chinese words (a word regex keeps runs of
     Han characters whole, so a clause is one token and its characters carry the meaning), none
-    otherwise (fastText's supervised default)."""
+    for text already split into characters, or in other languages (fastText's supervised default)."""
     if unit not in ("word", "char"):
         raise RecipeError(f"vocab.unit: word or char, not {unit!r}")
     if word_ngrams < 1 or buckets < 1:
         raise RecipeError("vocab.word_ngrams and vocab.buckets must be >= 1")
     texts = list(texts)
-    if minn is None and maxn is None:
-        minn, maxn = (1, 2) if unit == "word" and mostly_chinese(texts) else (0, 0)
+    probe = TokenVocab(unit, [PAD, UNK], lowercase, pattern if unit == "word" else None)
+    counts = Counter(t for text in texts for t in probe.tokenize(text))
+    if minn is None and maxn is None:  # on for Chinese words, not for text already split into characters
+        long_words = sum(c for t, c in counts.items() if len(t) > 1) > sum(counts.values()) / 2
+        minn, maxn = (1, 2) if unit == "word" and long_words and mostly_chinese(texts) else (0, 0)
     minn, maxn = minn or 0, maxn or 0
     if maxn and not 1 <= minn <= maxn:
         raise RecipeError(f"vocab.minn/maxn: need 1 <= minn <= maxn, got {minn}/{maxn}")
-    probe = TokenVocab(unit, [PAD, UNK], lowercase, pattern if unit == "word" else None)
-    counts = Counter(t for text in texts for t in probe.tokenize(text))
     return NgramVocab(_ranked(counts, min_freq, max_size), lowercase, pattern if unit == "word" else None,
                       unit=unit, word_ngrams=word_ngrams, buckets=buckets, minn=minn, maxn=maxn)
 

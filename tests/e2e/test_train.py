@@ -282,3 +282,11 @@ def test_nan_loss_leaves_an_older_checkpoint_untouched(cli, dataset, monkeypatch
     patch_loss(monkeypatch, nan_after(0))
     assert_fails(train(cli, dataset.recipe(model=TINY_FASTTEXT, train={"epochs": 1}), out), 1, "nan")
     assert out.read_bytes() == before
+
+
+def test_eval_every_zero_evaluates_once_at_the_end_and_state_every_zero_keeps_no_state(cli, dataset):
+    out = dataset.root / "m.pt"
+    assert_ok(train(cli, dataset.recipe(train={"epochs": 3, "eval_every": 0, "state_every": 0}), out))
+    evaluations = [json.loads(line) for line in (dataset.root / "m.metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in evaluations if "dev" in e] == [3]
+    assert out.exists() and not (dataset.root / "m.train-state.pt").exists()

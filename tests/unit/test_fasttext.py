@@ -80,6 +80,7 @@ def test_chinese_gets_character_ngrams_by_default():
     assert (zh.minn, zh.maxn) == (1, 2)
     assert (build_ngram_vocab(TEXTS).minn, build_ngram_vocab(TEXTS).maxn) == (0, 0)
     assert build_ngram_vocab(["酒店的服务很好"], unit="char").maxn == 0  # characters already
+    assert build_ngram_vocab(["酒 店 的 服 务 很 好"]).maxn == 0  # split into characters by spaces
 
 
 def test_bad_knobs_name_the_field():
