@@ -65,17 +65,6 @@ class FastText(nn.Module):
             return log_probs(hidden, self.output, *self.tree())
         return hidden @ self.output.t()
 
-    def loss(self, ids: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean loss for autograd training; target is (B,) label ids or (B, C) multi-hot."""
-        out = self.forward(ids, mask).float()
-        if self.loss_kind == "hs":
-            return F.nll_loss(out, target)
-        if self.loss_kind == "ova":
-            if target.dim() == 1:
-                target = F.one_hot(target, out.shape[1]).float()
-            return F.binary_cross_entropy_with_logits(out, target, reduction="sum") / len(out)
-        return F.cross_entropy(out, target)
-
     def hogwild_step(self, batch: dict[str, torch.Tensor], lr: float, threads: int) -> float:
         """fastText's per-example SGD over a CPU batch, in place; returns the mean loss."""
         import numpy as np

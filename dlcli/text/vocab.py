@@ -145,7 +145,7 @@ def build_wordpiece_vocab(texts: Iterable[str], *, vocab_size: int = 8000, lower
 
 def token_list(data: dict) -> list[str]:
     tokens = data["tokens"]
-    return tokens.split("\n") if isinstance(tokens, str) else list(tokens)  # lists: checkpoints before 0.2
+    return tokens.split("\n") if isinstance(tokens, str) else list(tokens)  # a list: older checkpoints
 
 
 def vocab_from_dict(data: dict) -> TokenVocab | SubwordVocab:
