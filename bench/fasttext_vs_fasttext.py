@@ -7,7 +7,8 @@ with linear decay, min count 1, 2 threads. dlcli trains `recipes/classify/fastte
 with only the data, epochs and lr changed, and `vocab.pattern: \\S+` (fastText's whitespace split).
 
 Per workload it reports dev accuracy, training tokens/s (whitespace tokens x epochs / wall time
-of the training call, reading and vocabulary included, compile caches warm) and prediction
+of the training call, reading, vocabulary and writing the model file included, compile caches
+warm; dlcli's also includes its final dev evaluation) and prediction
 lines/s through a fresh process reading stdin (start-up and model loading included): `dlcli
 classify` writing JSON lines against the wheel's batch `predict` over the same lines (the wheel
 ships no `fasttext predict` binary). Appends one row per workload to docs/benchmarks.md.
@@ -126,9 +127,9 @@ def run_workload(name: str, spec, data_root: Path, work: Path, predict_lines: in
     start = time.perf_counter()
     ft = fasttext.train_supervised(str(train_ft), dim=100, epoch=epochs, lr=lr, wordNgrams=2, bucket=2_000_000,
                                    minCount=1, thread=THREADS, loss="softmax", verbose=0)
+    ft.save_model(str(work / "ft.bin"))  # `fasttext supervised` writes its model, as `dlcli train` does
     ft_train = time.perf_counter() - start
     ft_acc = ft.test(str(dev_ft))[1]
-    ft.save_model(str(work / "ft.bin"))
     del ft
 
     torch.set_num_threads(THREADS)

@@ -16,7 +16,8 @@ from dlcli import checkpoint, registry
 from dlcli.device import resolve_device, seed_everything, setup_placement, teardown_placement
 from dlcli.errors import CheckpointError, DataError, RecipeError
 from dlcli.recipe import DataConfig, Recipe, data_root, load_recipe, parse_section, resolve_data_path
-from dlcli.text.readers import iter_inputs
+from dlcli.tasks.classify_output import predict_options
+from dlcli.text.readers import chunked_inputs
 from dlcli.trainer import LOWER_IS_BETTER, Trainer
 
 # Recipe sections that must match for --resume to continue the same run.
@@ -226,11 +227,8 @@ def classify(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *,
              chunk: int = 4096) -> Iterator[list[dict]]:
     """Classify a stream of texts; yields lists of JSON-ready records in input order."""
     _expect_task(loaded, "classify", "dlcli classify")
-    predict_cfg = loaded.recipe.get("predict", {})
-    top_k = top_k or predict_cfg.get("top_k", 1)
-    threshold = threshold if threshold is not None else predict_cfg.get("threshold")
-    batch_size = batch_size or predict_cfg.get("batch_size", 256)
-    for ids, texts in _chunks(stream, source, input_format, encoding, chunk):
+    top_k, threshold, batch_size = predict_options(loaded.recipe, top_k, threshold, batch_size)
+    for ids, texts in chunked_inputs(stream, source, input_format, encoding, chunk):
         yield loaded.task.predict(loaded.model, ids, texts, top_k, threshold, batch_size, explain)
 
 
@@ -240,7 +238,7 @@ def tag(loaded: LoadedModel, stream: IO[bytes], source: str = "<stdin>", *, inpu
     """Tag a stream of sentences (one per line); yields lists of records in input order."""
     _expect_task(loaded, "tag", "dlcli tag")
     batch_size = batch_size or loaded.recipe.get("predict", {}).get("batch_size", 128)
-    for ids, texts in _chunks(stream, source, input_format, encoding, chunk):
+    for ids, texts in chunked_inputs(stream, source, input_format, encoding, chunk):
         yield loaded.task.predict(loaded.model, ids, texts, batch_size, n_best)
 
 
@@ -249,20 +247,6 @@ def _expect_task(loaded: LoadedModel, task: str, command: str) -> None:
         other = {"classify": "dlcli classify", "tag": "dlcli tag"}.get(loaded.data["task"], "another command")
         raise DataError(f"{command} needs a {task} model; this checkpoint is a {loaded.data['task']} model",
                         f"use {other} with it")
-
-
-def _chunks(stream: IO[bytes], source: str, input_format: str, encoding: str, chunk: int):
-    """(ids, texts) in chunks of `chunk` lines, or fewer whenever the input pauses."""
-    ids, texts = [], []
-    for item in iter_inputs(stream, source, input_format, encoding):
-        if item is not None:
-            ids.append(item[0])
-            texts.append(item[1])
-        if texts and (item is None or len(texts) >= chunk):
-            yield ids, texts
-            ids, texts = [], []
-    if texts:
-        yield ids, texts
 
 
 def evaluate(loaded: LoadedModel, data_path: str | Path, data_overrides: dict | None = None,

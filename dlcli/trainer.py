@@ -82,7 +82,9 @@ class Trainer:
         That loop is plain SGD at the scheduled rate, so it stands in for the optimizer only when
         nothing else would act: CPU, one process, fp32, no momentum, weight decay or clipping.
         """
-        if not hasattr(self.model, "hogwild_step") or self.placement.device.type != "cpu":
+        if not (hasattr(self.model, "hogwild_step") and hasattr(self.task, "collate_bags")):
+            return 0
+        if self.placement.device.type != "cpu":
             return 0
         if self.placement.distributed or self.precision != "fp32" or self.cfg.grad_clip:
             return 0
@@ -187,13 +189,13 @@ class Trainer:
             torch.random.default_generator.manual_seed(step_seed)
         else:
             torch.manual_seed(step_seed)
-        batch = {k: v.to(device, non_blocking=True) for k, v in self.task.collate(indices).items()}
         self.net.train()
         if self.hogwild_threads:
-            value = self.model.hogwild_step(batch, self._lr(), self.hogwild_threads)
+            value = self.model.hogwild_step(self.task.collate_bags(indices), self._lr(), self.hogwild_threads)
             self._check_finite(value)
             self.optimizer.step()  # no gradients, so a no-op; it keeps the schedule's step order check quiet
         else:
+            batch = {k: v.to(device, non_blocking=True) for k, v in self.task.collate(indices).items()}
             with autocast(device, self.precision):
                 loss = self.task.loss(self.net, batch)
             value = float(loss.detach())

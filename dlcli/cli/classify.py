@@ -37,16 +37,26 @@ def classify_command(
     scoring >= the threshold) when a threshold applies. "id" is the line number, or the "id"
     field of a JSON Lines input.
     """
-    from dlcli import api
     from dlcli.cli._io import JsonlWriter, open_input
     from dlcli.errors import RecipeError
+    from dlcli.numpy_predict import load_classifier
 
     if input_format not in ("text", "jsonl"):
         raise RecipeError(f"--input-format: {input_format!r} is not text or jsonl")
-    loaded = api.load_model(model, device)
+    # FastText on the CPU needs no torch: its NumPy path starts ~1.5 s sooner
+    fast = load_classifier(model) if device == "cpu" and not explain else None
+    if fast is not None:
+        run = fast.classify
+    else:
+        from dlcli import api
+
+        loaded = api.load_model(model, device)
+
+        def run(stream, source, **options):
+            return api.classify(loaded, stream, source, explain=explain, **options)
+
     writer = JsonlWriter()
     with open_input(input) as (stream, source):
-        for records in api.classify(loaded, stream, source, input_format=input_format,
-                                    encoding=encoding, top_k=top_k, threshold=threshold,
-                                    batch_size=batch_size, explain=explain):
+        for records in run(stream, source, input_format=input_format, encoding=encoding, top_k=top_k,
+                           threshold=threshold, batch_size=batch_size):
             writer.write(records)

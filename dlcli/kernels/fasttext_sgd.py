@@ -73,8 +73,8 @@ def _output_step(kind, W, h, g, scores, label, multi, row, paths, codes, depths,
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _epoch_chunk(E, W, ids, lengths, kind, labels, multi, paths, codes, depths, lr, threads):
-    n, dim = ids.shape[0], E.shape[1]
+def _epoch_chunk(E, W, flat, starts, lengths, kind, labels, multi, paths, codes, depths, lr, threads):
+    n, dim = lengths.shape[0], E.shape[1]
     share = (n + threads - 1) // threads
     losses = np.zeros(threads)
     for t in prange(threads):
@@ -85,9 +85,10 @@ def _epoch_chunk(E, W, ids, lengths, kind, labels, multi, paths, codes, depths, 
             size = lengths[row]
             if size == 0:
                 continue
+            start = starts[row]
             h[:] = 0.0
-            for j in range(size):
-                r = ids[row, j]
+            for j in range(start, start + size):
+                r = flat[j]
                 for d in range(dim):
                     h[d] += E[r, d]
             inv = 1.0 / size
@@ -97,18 +98,20 @@ def _epoch_chunk(E, W, ids, lengths, kind, labels, multi, paths, codes, depths, 
             losses[t] += _output_step(kind, W, h, g, scores, labels[row], multi, row, paths, codes, depths, lr)
             for d in range(dim):
                 g[d] *= inv
-            for j in range(size):
-                r = ids[row, j]
+            for j in range(start, start + size):
+                r = flat[j]
                 for d in range(dim):
                     E[r, d] += g[d]
     return losses.sum()
 
 
-def sgd_step(E: np.ndarray, W: np.ndarray, ids: np.ndarray, lengths: np.ndarray, kind: int, labels: np.ndarray,
-             multi: np.ndarray, paths: np.ndarray, codes: np.ndarray, depths: np.ndarray, lr: float,
-             threads: int) -> float:
-    """One pass over a batch (in place on E and W); returns the mean loss before each update."""
-    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS, len(ids)))
+def sgd_step(E: np.ndarray, W: np.ndarray, flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, kind: int,
+             labels: np.ndarray, multi: np.ndarray, paths: np.ndarray, codes: np.ndarray, depths: np.ndarray,
+             lr: float, threads: int) -> float:
+    """One pass over a batch (in place on E and W); returns the mean loss before each update.
+    Example i's input rows are flat[starts[i] : starts[i] + lengths[i]]."""
+    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS, len(lengths)))
     numba.set_num_threads(threads)
-    total = _epoch_chunk(E, W, ids, lengths, kind, labels, multi, paths, codes, depths, np.float32(lr), threads)
-    return float(total) / max(1, len(ids))
+    total = _epoch_chunk(E, W, flat, starts, lengths, kind, labels, multi, paths, codes, depths, np.float32(lr),
+                         threads)
+    return float(total) / max(1, len(lengths))

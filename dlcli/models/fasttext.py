@@ -9,11 +9,13 @@ per-example lock-free loop; elsewhere (GPU, DDP, other optimizers) the same mode
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcli.nn.hsoftmax import huffman_paths, log_probs
+from dlcli.nn.hsoftmax import log_probs
+from dlcli.nn.huffman import huffman_paths
 
 LOSSES = ("softmax", "hs", "ova")
 
@@ -49,7 +51,8 @@ class FastText(nn.Module):
 
     def tree(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self._tree is None or self._tree[0].device != self.output.device:
-            self._tree = tuple(t.to(self.output.device) for t in huffman_paths(self.label_counts.tolist()))
+            tree = huffman_paths(self.label_counts.tolist())
+            self._tree = tuple(torch.from_numpy(t).to(self.output.device) for t in tree)
         return self._tree
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -65,25 +68,23 @@ class FastText(nn.Module):
             return log_probs(hidden, self.output, *self.tree())
         return hidden @ self.output.t()
 
-    def hogwild_step(self, batch: dict[str, torch.Tensor], lr: float, threads: int) -> float:
-        """fastText's per-example SGD over a CPU batch, in place; returns the mean loss."""
-        import numpy as np
-
+    def hogwild_step(self, bags: dict[str, np.ndarray], lr: float, threads: int) -> float:
+        """fastText's per-example SGD over a CPU batch of bags (ClassifyTask.collate_bags), in
+        place; returns the mean loss."""
         from dlcli.kernels import fasttext_sgd as k
 
-        ids, target = batch["ids"], batch["target"]
-        lengths = batch["mask"].numpy().sum(1)  # numpy: torch's thread pool costs more than this sum
+        target = bags["target"]
         kind = {"softmax": k.SOFTMAX, "hs": k.HIERARCHICAL, "ova": k.ONE_VS_ALL}[self.loss_kind]
-        if target.dim() == 2:
-            labels, multi = np.zeros(len(ids), np.int64), target.float().numpy()
+        if target.ndim == 2:
+            labels, multi = np.zeros(len(target), np.int64), target
         elif kind == k.ONE_VS_ALL:
-            labels, multi = target.numpy(), F.one_hot(target, len(self.label_counts)).float().numpy()
+            labels, multi = target, np.eye(len(self.label_counts), dtype=np.float32)[target]
         else:
-            labels, multi = target.numpy(), np.zeros((0, 0), np.float32)
+            labels, multi = target, np.zeros((0, 0), np.float32)
         if kind == k.HIERARCHICAL:
             paths, codes, depths = (t.numpy() for t in self.tree())
         else:
             paths, codes, depths = np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32), np.zeros(1, np.int64)
         with torch.no_grad():
-            return k.sgd_step(self.embedding.weight.detach().numpy(), self.output.detach().numpy(),
-                              ids.numpy(), lengths, kind, labels, multi, paths, codes, depths, lr, threads)
+            return k.sgd_step(self.embedding.weight.detach().numpy(), self.output.detach().numpy(), bags["flat"],
+                              bags["starts"], bags["lengths"], kind, labels, multi, paths, codes, depths, lr, threads)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dlcli.errors import DataError, RecipeError
 from dlcli.metrics import classification_report, multilabel_report
+from dlcli.tasks.classify_output import prediction_records
 from dlcli.text.batching import bucket_batches, concatenate, pad
 from dlcli.text.readers import Record, read_labelled
 from dlcli.text.vocab import vocab_from_dict
@@ -34,6 +36,7 @@ class ClassifyTask:
         self.max_length = max_length
         self.min_length = min_length  # set from the model (TextCNN needs its widest window)
         self.splits: dict[str, tuple[list[list[int]], list]] = {}
+        self._bags = None  # collate_bags' flat view of the train split, built on first use
 
     # ------------------------------------------------------------ construction
 
@@ -124,6 +127,24 @@ class ClassifyTask:
             target = torch.tensor([targets[i] for i in indices], dtype=torch.long)
         return {"ids": tokens, "mask": mask, "target": target}
 
+    def collate_bags(self, indices: list[int]) -> dict[str, np.ndarray]:
+        """A batch for a bag model's own training loop (FastText.hogwild_step), without copying
+        ids: the whole train split as one flat array, and each example's start and length in it."""
+        if self._bags is None:
+            ids, targets = self.splits["train"]
+            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+            flat = np.concatenate(ids).astype(np.int64, copy=False) if ids else np.zeros(0, np.int64)
+            self._bags = flat, np.cumsum(lengths) - lengths, lengths, None if self.multi_label else np.asarray(targets)
+        flat, starts, lengths, labels = self._bags
+        rows = np.asarray(indices, dtype=np.int64)
+        if labels is None:
+            target = np.zeros((len(rows), len(self.labels)), dtype=np.float32)
+            for row, i in enumerate(indices):
+                target[row, self.splits["train"][1][i]] = 1.0
+        else:
+            target = labels[rows]
+        return {"flat": flat, "starts": starts[rows], "lengths": lengths[rows], "target": target}
+
     def init_model(self, model) -> None:
         """Before training: a model whose output depends on label frequencies (hs) gets them."""
         if hasattr(model, "fit_labels"):
@@ -169,21 +190,8 @@ class ClassifyTask:
     def predict(self, model, ids: list, texts: list[str], top_k: int = 1,
                 threshold: float | None = None, batch_size: int = EVAL_BATCH, explain: bool = False) -> list[dict]:
         encoded = self.encode(texts)
-        probs = self.scores(model, encoded, batch_size)
-        k = max(1, min(top_k, len(self.labels)))
-        top_p, top_i = probs.topk(k, dim=1)
-        top_p, top_i = top_p.tolist(), top_i.tolist()
-        if threshold is None and self.multi_label:
-            threshold = 0.5
-        names = self.labels
-        records = []
-        for n, id_ in enumerate(ids):
-            top = [{"label": names[i], "score": round(p, 6)} for i, p in zip(top_i[n], top_p[n])]
-            rec = {"id": id_, "label": top[0]["label"], "score": top[0]["score"], "top_k": top}
-            if threshold is not None:
-                row = probs[n]
-                rec["labels"] = [names[i] for i in (row >= threshold).nonzero().flatten().tolist()]
-            records.append(rec)
+        probs = self.scores(model, encoded, batch_size).numpy()
+        records = prediction_records(ids, probs, self.labels, self.multi_label, top_k, threshold)
         if explain:
             for rec, text, weights in zip(records, texts, self.attention(model, encoded, batch_size)):
                 tokens = self.vocab.tokenize(text)[: len(weights)]

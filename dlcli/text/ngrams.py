@@ -15,7 +15,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from collections.abc import Iterable
-from itertools import repeat
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -67,19 +67,37 @@ class NgramVocab(TokenVocab):
         return super().tokenize(text)
 
     def encode(self, text: str) -> np.ndarray:
-        tokens = self.tokenize(text)
+        return self.encode_batch([text])[0]
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        """Each text's bag: its vocabulary words, the character n-grams of its tokens, then its word
+        n-grams. Computed over all texts' tokens at once: NumPy's per-call cost, paid per text,
+        was most of the time on short texts."""
+        token_lists = [self.tokenize(t) for t in texts]
+        counts = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(texts))
+        tokens = list(chain.from_iterable(token_lists))
+        owner = np.repeat(np.arange(len(texts)), counts)  # the text of each token
         keys = np.fromiter(map(self.index.get, tokens, repeat(0)), dtype=np.uint64, count=len(tokens))
         # An unknown token gets a hash key beyond the word ids, so the n-grams over it still count.
         for i in np.flatnonzero(keys == 0).tolist():
             keys[i] = self.num_words + zlib.crc32(tokens[i].encode("utf-8"))
-        parts = [keys[keys < self.num_words].astype(np.int64)]
+        known = keys < self.num_words
+        ids, owners = [keys[known].astype(np.int64)], [owner[known]]
         if self.maxn > 0:
-            parts.extend(self.subwords(t) for t in tokens)
+            grams = [self.subwords(t) for t in tokens]
+            ids.append(np.concatenate(grams) if grams else np.zeros(0, np.int64))
+            owners.append(np.repeat(owner, np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))))
         hashed = keys
         for n in range(2, self.word_ngrams + 1):
             hashed = hashed[:-1] * NGRAM_MULTIPLIER + keys[n - 1 :]
-            parts.append((hashed % np.uint64(self.buckets)).astype(np.int64) + self.num_words)
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+            inside = owner[: len(hashed)] == owner[n - 1 :]  # the n tokens belong to one text
+            ids.append((hashed[inside] % np.uint64(self.buckets)).astype(np.int64) + self.num_words)
+            owners.append(owner[: len(hashed)][inside])
+        owner_all = np.concatenate(owners)
+        order = np.argsort(owner_all, kind="stable")  # grouped by text, each group in the order above
+        flat = np.concatenate(ids)[order]
+        ends = np.cumsum(np.bincount(owner_all, minlength=len(texts)))
+        return np.split(flat, ends[:-1])
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "unit": self.unit, "word_ngrams": self.word_ngrams,
@@ -110,8 +128,9 @@ def build_ngram_vocab(
     if word_ngrams < 1 or buckets < 1:
         raise RecipeError("vocab.word_ngrams and vocab.buckets must be >= 1")
     texts = list(texts)
-    probe = TokenVocab(unit, [PAD, UNK], lowercase, pattern if unit == "word" else None)
-    counts = Counter(t for text in texts for t in probe.tokenize(text))
+    probe = NgramVocab([PAD, UNK], lowercase, pattern if unit == "word" else None, unit=unit, word_ngrams=1,
+                       buckets=1, minn=0, maxn=0)  # its tokenizer: str.split for the whitespace pattern
+    counts = Counter(chain.from_iterable(map(probe.tokenize, texts)))
     if minn is None and maxn is None:  # on for Chinese words, not for text already split into characters
         long_words = sum(c for t, c in counts.items() if len(t) > 1) > sum(counts.values()) / 2
         minn, maxn = (1, 2) if unit == "word" and long_words and mostly_chinese(texts) else (0, 0)

@@ -244,3 +244,18 @@ def iter_inputs(
         yield obj.get("id", number), text
 
 
+
+
+def chunked_inputs(stream: IO[bytes], source: str, input_format: str, encoding: str,
+                   chunk: int) -> Iterator[tuple[list, list[str]]]:
+    """(ids, texts) from `iter_inputs` in chunks of `chunk` lines, or fewer whenever the input pauses."""
+    ids, texts = [], []
+    for item in iter_inputs(stream, source, input_format, encoding):
+        if item is not None:
+            ids.append(item[0])
+            texts.append(item[1])
+        if texts and (item is None or len(texts) >= chunk):
+            yield ids, texts
+            ids, texts = [], []
+    if texts:
+        yield ids, texts

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
+import subprocess
+import sys
+
 import pytest
 from helpers import LABELS, assert_ok, train
 
@@ -87,3 +92,28 @@ def test_pretrained_vectors_fill_the_word_rows(cli, dataset):
     table, index = loaded.model.embedding.weight, loaded.task.vocab.index
     assert table[index["cat"]].tolist() == [0.5] * 16 and table[index["blue"]].tolist() == [-0.25] * 16
     assert table[index["dog"]].abs().max() <= 1 / 16  # fastText's uniform start elsewhere
+
+
+@pytest.mark.parametrize("loss", ["softmax", "ova"])
+def test_classify_scores_fasttext_without_torch_as_the_torch_model_does(dataset, loss):
+    out = dataset.root / "ft.pt"
+    recipe = dataset.recipe(vocab=NGRAMS, model={"type": "fasttext", "embedding_dim": 16, "loss": loss},
+                            train=FASTTEXT_SGD)
+    api.train(recipe, out=out)
+    texts = b"my cat and dog\nred and blue\n\nan unknown zebra\n"
+    code = ("import sys; from dlcli.cli import run; status = run(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(status)")
+    threshold = 0.3 if loss == "ova" else None
+    options = ["--threshold", str(threshold)] if threshold else []
+    done = subprocess.run([sys.executable, "-c", code, "classify", str(out), "--top-k", "2", *options], input=texts,
+                          capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    fast = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    reference = [r for batch in api.classify(api.load_model(out), io.BytesIO(texts), top_k=2,
+                                                      threshold=threshold) for r in batch]
+    assert [r["id"] for r in fast] == [r["id"] for r in reference] == [1, 2, 3, 4]  # a blank line is an empty bag
+    for got, want in zip(fast, reference):
+        assert [t["label"] for t in got["top_k"]] == [t["label"] for t in want["top_k"]]
+        assert [t["score"] for t in got["top_k"]] == pytest.approx([t["score"] for t in want["top_k"]], abs=2e-6)
+        assert got.get("labels") == want.get("labels")
+        assert ("labels" in got) == (loss == "ova")

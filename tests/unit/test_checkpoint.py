@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import RunsCodeOnLoad
@@ -159,3 +163,60 @@ def test_rebuilt_models_adopt_the_saved_tensors(dtype):
     ids, mask = torch.tensor([[3, 4, 0]]), torch.tensor([[True, True, False]])
     torch.testing.assert_close(rebuilt(ids, mask), model(ids, mask), atol=1e-3, rtol=1e-3)
     assert rebuilt.label_counts.tolist() == [5, 1, 2]
+
+
+# ---------------------------------------------------------------- reading without torch
+
+
+def test_read_gives_numpy_views_of_every_dtype_and_layout(tmp_path):
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    tensors = {"f32": base, "row_view": base[1:], "transposed": base.t(), "f16": torch.ones(2, dtype=torch.float16),
+               "i64": torch.tensor([2**40, -3]), "bool": torch.tensor([True, False]), "scalar": torch.tensor(2.5),
+               "empty": torch.zeros(0, 5), "u8": torch.tensor([255], dtype=torch.uint8)}
+    path = tmp_path / "m.pt"
+    checkpoint.save(path, {**payload(), "state_dict": tensors})
+    state = checkpoint.read(path)["state_dict"]
+    for name, tensor in tensors.items():
+        assert isinstance(state[name], np.ndarray), name
+        np.testing.assert_array_equal(state[name], tensor.numpy(), err_msg=name)
+        assert state[name].dtype == tensor.numpy().dtype and state[name].shape == tuple(tensor.shape), name
+    state["f32"][0, 0] = 99.0  # copy-on-write: arrays are writable, the file is not changed
+    assert checkpoint.read(path)["state_dict"]["f32"][0, 0] == 0.0
+
+
+def test_read_never_imports_torch(tmp_path):
+    path = tmp_path / "m.pt"
+    checkpoint.save(path, payload())
+    code = ("import sys; from dlcli import checkpoint; data = checkpoint.read(sys.argv[1]); "
+            "assert data['state_dict']['w'].sum() == 15; assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def _rewrite_pickle(path: Path, old: bytes, new: bytes) -> None:
+    """Edit data.pkl inside a torch zip (same length, so nothing else moves)."""
+    assert len(old) == len(new)
+    with zipfile.ZipFile(path) as src:
+        members = [(info, src.read(info)) for info in src.infolist()]
+    with zipfile.ZipFile(path, "w") as dst:
+        for info, data in members:
+            if info.filename.endswith("data.pkl"):
+                assert old in data
+                data = data.replace(old, new)
+            dst.writestr(info, data)
+
+
+def test_tensor_reaching_past_its_storage_is_refused(tmp_path):
+    """The view is built with as_strided, which would read foreign memory: sizes are checked first."""
+    path = tmp_path / "m.pt"
+    checkpoint.save(path, {**payload(), "state_dict": {"w": torch.zeros(7)}})
+    _rewrite_pickle(path, b"K\x07\x85", b"K\x70\x85")  # size (7,) -> (112,)
+    assert "not a readable checkpoint" in load_error(path).message
+
+
+def test_storage_of_an_unknown_kind_is_refused(tmp_path):
+    path = tmp_path / "m.pt"
+    checkpoint.save(path, {**payload(), "state_dict": {"w": torch.zeros(3)}})
+    _rewrite_pickle(path, b"FloatStorage", b"FloatStorag_")
+    error = load_error(path)
+    assert "refused to load" in error.message and "torch.FloatStorag_" in error.message

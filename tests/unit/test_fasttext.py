@@ -16,8 +16,14 @@ import torch.nn.functional as F
 
 from dlcli.errors import RecipeError
 from dlcli.models.fasttext import FastText
-from dlcli.nn.hsoftmax import huffman_paths, log_probs
+from dlcli.models.fasttext_numpy import FastTextScorer
+from dlcli.nn.hsoftmax import log_probs
+from dlcli.nn.huffman import huffman_paths
+from dlcli.recipe import DataConfig
+from dlcli.tasks.classify import ClassifyTask
+from dlcli.tasks.classify_output import probabilities
 from dlcli.text.ngrams import build_ngram_vocab, ngram_vocab_from_dict
+from dlcli.text.readers import Record
 
 TEXTS = ["the cat sat on the mat", "the dog sat", "a cat and a dog", "the mat"]
 
@@ -95,7 +101,7 @@ def test_bad_knobs_name_the_field():
 
 @pytest.mark.parametrize("counts", [[5, 1], [10, 1, 1, 3, 7], [1] * 9, [100, 50, 25, 12, 6, 3, 1]])
 def test_huffman_probabilities_sum_to_one(counts):
-    paths, codes, depths = huffman_paths(counts)
+    paths, codes, depths = (torch.from_numpy(t) for t in huffman_paths(counts))
     nodes = torch.randn(len(counts) - 1, 6)
     total = log_probs(torch.randn(4, 6), nodes, paths, codes, depths).exp().sum(1)
     torch.testing.assert_close(total, torch.ones(4))
@@ -108,7 +114,7 @@ def test_huffman_gives_frequent_labels_short_paths_and_unique_codes():
     words = {tuple(codes[c, : depths[c]].tolist()) for c in range(len(counts))}
     assert len(words) == len(counts)
     assert not any(a != b and b[: len(a)] == a for a in words for b in words)  # prefix-free
-    assert huffman_paths(counts)[0].equal(paths)
+    assert (huffman_paths(counts)[0] == paths).all()
 
 
 # ---------------------------------------------------------------- the Hogwild kernel
@@ -118,6 +124,13 @@ def _batch(rows: list[list[int]], labels) -> dict[str, torch.Tensor]:
     width = max(map(len, rows))
     ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
     return {"ids": ids, "mask": ids != 0, "target": torch.as_tensor(labels)}
+
+
+def _bags(rows: list[list[int]], labels) -> dict[str, np.ndarray]:
+    """The same batch as ClassifyTask.collate_bags gives it to hogwild_step."""
+    lengths = np.array([len(r) for r in rows])
+    return {"flat": np.concatenate(rows), "starts": np.cumsum(lengths) - lengths, "lengths": lengths,
+            "target": np.asarray(labels, dtype=np.float32 if np.ndim(labels) == 2 else np.int64)}
 
 
 def _autograd_sgd(model: FastText, batch: dict, lr: float) -> float:
@@ -146,9 +159,8 @@ def test_one_example_matches_autograd_sgd(loss):
         ref.output.normal_()  # a zero output layer would hide the input-row update
     fast = FastText(30, 5, 0, embedding_dim=8, loss=loss)
     fast.load_state_dict(ref.state_dict())
-    batch = _batch([[3, 7, 7, 12]], [2])
-    expected = _autograd_sgd(ref, batch, lr=0.3)
-    got = fast.hogwild_step(batch, lr=0.3, threads=1)
+    expected = _autograd_sgd(ref, _batch([[3, 7, 7, 12]], [2]), lr=0.3)
+    got = fast.hogwild_step(_bags([[3, 7, 7, 12]], [2]), lr=0.3, threads=1)
     assert got == pytest.approx(expected, rel=1e-4)
     torch.testing.assert_close(fast.embedding.weight, ref.embedding.weight, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fast.output, ref.output, atol=1e-6, rtol=1e-5)
@@ -164,7 +176,7 @@ def test_a_batch_on_one_thread_is_sequential_per_example_sgd():
     rows, labels = [[1, 2, 3], [4, 5], [2, 9, 9, 30, 31]], [0, 2, 1]
     for row, label in zip(rows, labels):
         _autograd_sgd(ref, _batch([row], [label]), lr=0.5)
-    fast.hogwild_step(_batch(rows, labels), lr=0.5, threads=1)
+    fast.hogwild_step(_bags(rows, labels), lr=0.5, threads=1)
     torch.testing.assert_close(fast.embedding.weight, ref.embedding.weight, atol=1e-6, rtol=1e-5)
 
 
@@ -175,9 +187,8 @@ def test_multi_label_targets_train_one_sigmoid_each():
         ref.output.normal_()
     fast = FastText(20, 4, 0, embedding_dim=5, loss="ova")
     fast.load_state_dict(ref.state_dict())
-    batch = _batch([[5, 6, 7]], [[1.0, 0.0, 1.0, 0.0]])
-    _autograd_sgd(ref, batch, lr=0.2)
-    fast.hogwild_step(batch, lr=0.2, threads=1)
+    _autograd_sgd(ref, _batch([[5, 6, 7]], [[1.0, 0.0, 1.0, 0.0]]), lr=0.2)
+    fast.hogwild_step(_bags([[5, 6, 7]], [[1.0, 0.0, 1.0, 0.0]]), lr=0.2, threads=1)
     torch.testing.assert_close(fast.output, ref.output, atol=1e-6, rtol=1e-5)
 
 
@@ -189,10 +200,10 @@ def test_two_threads_learn_a_separable_task():
         label = int(rng.integers(3))
         rows.append([int(rng.integers(3, 100)) for _ in range(4)] + [100 + label])
         labels.append(label)
-    batch = _batch(rows, labels)
-    first = model.hogwild_step(batch, lr=0.5, threads=2)
+    batch, bags = _batch(rows, labels), _bags(rows, labels)
+    first = model.hogwild_step(bags, lr=0.5, threads=2)
     for _ in range(5):
-        last = model.hogwild_step(batch, lr=0.5, threads=2)
+        last = model.hogwild_step(bags, lr=0.5, threads=2)
     assert last < first / 4 and math.isfinite(last)
     with torch.no_grad():
         accuracy = (model(batch["ids"], batch["mask"]).argmax(1) == batch["target"]).float().mean()
@@ -206,3 +217,36 @@ def test_padding_never_counts_in_the_mean():
     short = model(torch.tensor([[3, 4]]), torch.tensor([[True, True]]))
     padded = model(torch.tensor([[3, 4, 0, 0, 0]]), torch.tensor([[True, True, False, False, False]]))
     torch.testing.assert_close(short, padded)
+
+
+# ---------------------------------------------------------------- the NumPy scorer (torch-free prediction)
+
+
+@pytest.mark.parametrize("loss", ["softmax", "hs", "ova"])
+def test_numpy_scorer_gives_the_torch_model_probabilities(loss):
+    torch.manual_seed(3)
+    model = FastText(60, 5, 0, embedding_dim=8, loss=loss).eval()
+    model.fit_labels([9, 1, 4, 2, 7])
+    with torch.no_grad():
+        model.output.normal_()
+    bags = [np.array([3, 7, 7, 12]), np.array([], dtype=np.int64), np.array([59]), np.arange(1, 40)]
+    scorer = FastTextScorer({k: v.numpy() for k, v in model.state_dict().items()}, {"loss": loss})
+    got = probabilities(scorer.scores(bags), sigmoid=loss == "ova")
+    flat = torch.from_numpy(np.concatenate(bags))
+    lengths = torch.tensor([len(b) for b in bags])
+    with torch.no_grad():
+        out = model.forward_bags(flat, torch.cumsum(lengths, 0) - lengths)
+    expected = torch.sigmoid(out) if loss == "ova" else torch.softmax(out, -1)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert got.dtype == np.float32 and got.shape == (4, 5)
+
+
+def test_collate_bags_points_at_each_example_ids():
+    records = [Record(text, [str(i % 2)], i) for i, text in enumerate(TEXTS)]
+    task = ClassifyTask.from_records(build_ngram_vocab, {"word_ngrams": 2, "buckets": 50},
+                                     DataConfig(train="x"), records, None)
+    bags = task.collate_bags([2, 0])
+    for row, i in enumerate([2, 0]):
+        start, length = bags["starts"][row], bags["lengths"][row]
+        np.testing.assert_array_equal(bags["flat"][start : start + length], task.splits["train"][0][i])
+    assert bags["target"].tolist() == [0, 0]
