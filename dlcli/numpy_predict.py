@@ -60,9 +60,12 @@ def load_classifier(path: str) -> NumpyClassifier | None:
         return None
     try:
         extra = data["task_state"]
-        return NumpyClassifier(data, vocab_from_dict(data["vocab"]), list(data["labels"]),
-                               bool(extra["multi_label"]), extra.get("max_length"),
-                               scorer(data["state_dict"], data["model"]["kwargs"]))
-    except (KeyError, TypeError, ValueError) as exc:
+        vocab, labels = vocab_from_dict(data["vocab"]), list(data["labels"])
+        model = scorer(data["state_dict"], data["model"]["kwargs"])
+        if model.rows != vocab.size or model.num_labels != len(labels):
+            raise ValueError(f"the weights hold {model.rows} rows and {model.num_labels} labels, the vocabulary "
+                             f"{vocab.size} and the label list {len(labels)}")
+        return NumpyClassifier(data, vocab, labels, bool(extra["multi_label"]), extra.get("max_length"), model)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CheckpointError(f"{path}: checkpoint content does not fit dlcli "
                               f"{data.get('dlcli_version')}'s models: {exc}") from None

@@ -24,16 +24,26 @@ class FastTextScorer:
             self.on_path = np.arange(paths.shape[1]) < depths[:, None]  # (C, D)
 
     @property
+    def rows(self) -> int:
+        return self.table.shape[0]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.output) + (self.loss == "hs")
+
+    @property
     def output_activation(self) -> str:
         return "sigmoid" if self.loss == "ova" else "softmax"
 
     def scores(self, bags: list) -> np.ndarray:
         """(N, C) float32 logits (softmax, ova) or log-probabilities (hs) of N bags of ids."""
         hidden = np.zeros((len(bags), self.table.shape[1]), dtype=np.float32)  # an empty bag stays zero
-        table = self.table
+        take = self.table.take
         for row, bag in zip(hidden, bags):  # one small gather per bag: one big one would page in a fresh array
             if len(bag):
-                np.sum(table[bag], axis=0, out=row)
+                # mode "clip" skips the bounds check (half the time); ids come from the checkpoint's own
+                # vocabulary, whose size the table matches (checked when loading)
+                np.add.reduce(take(bag, 0, mode="clip"), 0, out=row)
                 row /= len(bag)
         scores = hidden @ self.output.T
         if self.loss == "hs":  # log of the products of the branch probabilities along each label's path

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from helpers import LABELS, assert_ok, train
+from helpers import LABELS, assert_fails, assert_ok, train
 
-from dlcli import api
+from dlcli import api, checkpoint
 from dlcli.models.fasttext import FastText
 
 FASTTEXT_SGD = {"epochs": 8, "batch_size": 16, "deterministic": True, "optimizer": {"type": "sgd", "lr": 0.5},
@@ -117,3 +117,13 @@ def test_classify_scores_fasttext_without_torch_as_the_torch_model_does(dataset,
         assert [t["score"] for t in got["top_k"]] == pytest.approx([t["score"] for t in want["top_k"]], abs=2e-6)
         assert got.get("labels") == want.get("labels")
         assert ("labels" in got) == (loss == "ova")
+
+
+def test_classify_refuses_weights_that_do_not_fit_the_vocabulary(cli, dataset):
+    out = dataset.root / "ft.pt"
+    api.train(dataset.recipe(vocab=NGRAMS, model={"type": "fasttext", "embedding_dim": 16}, train=FASTTEXT_SGD),
+              out=out)
+    data = checkpoint.load(out)
+    data["state_dict"]["embedding.weight"] = data["state_dict"]["embedding.weight"][:10].clone()
+    checkpoint.save(out, data)
+    assert_fails(cli("classify", out, stdin=b"my cat\n"), 1, "ft.pt", "does not fit", "10 rows")
