@@ -16,16 +16,22 @@ WORD_PATTERN = r"\w+(?:['’]\w+)*|['’]\w+|[^\w\s]"
 
 
 class TokenVocab:
-    """Word or character tokens mapped through a frequency-ranked vocabulary (0 = pad, 1 = unk)."""
+    """Word or character tokens mapped through a frequency-ranked vocabulary (0 = pad, 1 = unk).
+
+    Characters drop whitespace, unless keep_spaces: then each run of it is one " " token, so a
+    character model sees where words end (leading and trailing whitespace is still dropped).
+    """
 
     pad_id = 0
     unk_id = 1
 
-    def __init__(self, kind: str, tokens: list[str], lowercase: bool, pattern: str | None):
+    def __init__(self, kind: str, tokens: list[str], lowercase: bool, pattern: str | None,
+                 keep_spaces: bool = False):
         self.kind = kind
         self.tokens = tokens
         self.lowercase = lowercase
         self.pattern = pattern
+        self.keep_spaces = keep_spaces
         self.index = {t: i for i, t in enumerate(tokens)}
         self._regex = re.compile(pattern) if kind == "word" else None
 
@@ -38,6 +44,8 @@ class TokenVocab:
             text = text.lower()
         if self._regex is not None:
             return self._regex.findall(text)
+        if self.keep_spaces:
+            return list(" ".join(text.split()))
         return [c for c in text if not c.isspace()]
 
     def encode(self, text: str) -> list[int]:
@@ -48,10 +56,14 @@ class TokenVocab:
         return [self.encode(t) for t in texts]
 
     def to_dict(self) -> dict:
-        # One newline-joined string (tokens never hold whitespace): checkpoints unpickle it at once,
-        # where a list of 100k strings takes the weights-only unpickler most of a second.
-        return {"type": self.kind, "size": self.size, "lowercase": self.lowercase,
+        # One newline-joined string (tokens never hold a newline; keep_spaces' " " is the only
+        # whitespace one): checkpoints unpickle it at once, where a list of 100k strings takes the
+        # weights-only unpickler most of a second.
+        data = {"type": self.kind, "size": self.size, "lowercase": self.lowercase,
                 "pattern": self.pattern, "tokens": "\n".join(self.tokens)}
+        if self.keep_spaces:  # absent otherwise, as in files written before the knob
+            data["keep_spaces"] = True
+        return data
 
 
 class SubwordVocab:
@@ -105,10 +117,11 @@ def build_word_vocab(
 
 def build_char_vocab(
     texts: Iterable[str], *, lowercase: bool = False, min_freq: int = 1, max_size: int | None = None,
+    keep_spaces: bool = False,
 ) -> TokenVocab:
-    probe = TokenVocab("char", [PAD, UNK], lowercase, None)
+    probe = TokenVocab("char", [PAD, UNK], lowercase, None, keep_spaces)
     counts = Counter(t for text in texts for t in probe.tokenize(text))
-    return TokenVocab("char", _ranked(counts, min_freq, max_size), lowercase, None)
+    return TokenVocab("char", _ranked(counts, min_freq, max_size), lowercase, None, keep_spaces)
 
 
 def _build_subword(kind: str, texts: Iterable[str], vocab_size: int, lowercase: bool,
@@ -151,7 +164,8 @@ def token_list(data: dict) -> list[str]:
 def vocab_from_dict(data: dict) -> TokenVocab | SubwordVocab:
     kind = data.get("type")
     if kind in ("word", "char"):
-        return TokenVocab(kind, token_list(data), bool(data["lowercase"]), data.get("pattern"))
+        return TokenVocab(kind, token_list(data), bool(data["lowercase"]), data.get("pattern"),
+                          bool(data.get("keep_spaces", False)))
     if kind in ("bpe", "wordpiece"):
         return SubwordVocab(kind, data["tokenizer_json"], bool(data["lowercase"]))
     if kind == "ngrams":

@@ -274,17 +274,33 @@ def reference_charcnn(model, row: list[int]) -> torch.Tensor:
     only padding zeroed before each convolution and pooling: no cutting, no batch."""
     ids = torch.tensor([row + [PAD] * (model.min_length - len(row))])  # (1, frame)
     h, seen = model.embedding(ids).transpose(1, 2), len(row)  # (1, E, frame)
-    for conv, (_, pooled) in zip(model.convs, LAYERS):
+    for i, (conv, (_, pooled)) in enumerate(zip(model.convs, LAYERS)):
         h[..., seen:] = 0
-        h = torch.relu(conv(h))
+        h = conv(h)
+        if model.norms is not None:  # eval mode: a fixed affine map per channel
+            norm = model.norms[i]
+            h = F.batch_norm(h, norm.running_mean, norm.running_var, norm.weight, norm.bias, eps=norm.eps)
+        h = torch.relu(h)
         if pooled:
             h[..., seen:] = 0
             h, seen = model.pool(h), math.ceil(seen / 3)
     return model.output(model.fc(h[..., :seen].amax(2)))[0]
 
 
-def test_charcnn_matches_a_plain_full_frame_computation():
-    model = build("charcnn")
+def randomise_norms(model: nn.Module) -> nn.Module:
+    """Running statistics and affine parameters away from the identity, as after training."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for norm in model.norms or []:
+            for t in (norm.weight, norm.bias, norm.running_mean):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.5 + (1.0 if t is norm.weight else 0.0))
+            norm.running_var.copy_(torch.rand(norm.running_var.shape, generator=g) + 0.5)
+    return model
+
+
+@pytest.mark.parametrize("norm", [None, "batch", "batch_renorm"])
+def test_charcnn_matches_a_plain_full_frame_computation(norm):
+    model = randomise_norms(build("charcnn", norm=norm))
     g = torch.Generator().manual_seed(0)
     rows = [torch.randint(2, VOCAB, (n,), generator=g).tolist() for n in (1, 5, 40, 122, 123, 150)]
     with torch.no_grad():
@@ -293,11 +309,51 @@ def test_charcnn_matches_a_plain_full_frame_computation():
     assert torch.allclose(got, want, atol=1e-5)
 
 
-def test_charcnn_texts_longer_than_its_frame_are_independent_of_batch_padding():
-    model = build("charcnn")
+@pytest.mark.parametrize("norm", [None, "batch", "batch_renorm"])
+def test_charcnn_texts_longer_than_its_frame_are_independent_of_batch_padding(norm):
+    model = randomise_norms(build("charcnn", norm=norm))
     g = torch.Generator().manual_seed(0)
     texts = [torch.randint(2, VOCAB, (n,), generator=g).tolist() for n in (1, 122, 123, 124, 200, 333)]
     assert_padding_independent(model, texts, torch.randint(2, VOCAB, (500,), generator=g).tolist())
+
+
+def test_charcnn_batch_norm_trains_on_batch_statistics_of_the_text_positions_only():
+    model = build("charcnn", norm="batch", dropout=0.0).train()
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.randint(2, VOCAB, (n,), generator=g).tolist() for n in (5, 40, 150)]
+    ids, mask = batch(rows, model)
+    more = F.pad(ids, (0, 60), value=PAD), F.pad(mask, (0, 60), value=False)  # extra padding columns
+    with torch.no_grad():
+        trained = model(ids, mask)
+        assert torch.allclose(trained, model(*more), atol=1e-5)  # padding is not in the statistics
+        assert not torch.allclose(trained, model.eval()(ids, mask), atol=1e-3)  # eval: running statistics
+        assert int(model.norms[0].num_batches_tracked) == 2
+
+
+def test_charcnn_batch_renorm_trains_on_the_outputs_eval_mode_gives():
+    model = build("charcnn", norm="batch_renorm", dropout=0.0)
+    g = torch.Generator().manual_seed(0)
+    ids, mask = batch([torch.randint(2, VOCAB, (n,), generator=g).tolist() for n in (5, 40, 150, 90)], model)
+    plain = build("charcnn", norm="batch", dropout=0.0).train()
+    with torch.no_grad():
+        for _ in range(200):  # running statistics settle on this batch's
+            trained = model.train()(ids, mask)
+        assert torch.allclose(trained, model.eval()(ids, mask), atol=1e-2)
+        assert torch.allclose(trained, plain(ids, mask), atol=1e-2)  # and equal plain batch norm there
+
+
+def test_charcnn_refuses_an_unknown_norm():
+    with pytest.raises(ValueError, match="norm must be batch or batch_renorm"):
+        build("charcnn", norm="group")
+
+
+def test_charcnn_first_guesses_are_near_uniform():
+    model = build("charcnn", num_filters=64, fc_size=256)
+    g = torch.Generator().manual_seed(0)
+    ids, mask = batch([torch.randint(2, VOCAB, (n,), generator=g).tolist() for n in (5, 40, 150)], model)
+    with torch.no_grad():
+        logits = model(ids, mask)
+    assert logits.abs().max() < 1.0  # the small output layer: no confident start (PyTorch's init: about 2)
 
 
 # ---------------------------------------------------------------- each family learns

@@ -56,6 +56,30 @@ def test_char_vocab_ignores_whitespace():
     assert vocab.encode("abz") == [2, 3, vocab.unk_id]
 
 
+def test_char_vocab_keep_spaces_makes_each_whitespace_run_one_space_token():
+    vocab = build_char_vocab(["a  b", "b\t\nc "], keep_spaces=True)
+    assert vocab.tokenize("a  b") == ["a", " ", "b"]
+    assert vocab.tokenize("  a \t b\n") == ["a", " ", "b"]  # ends stripped
+    assert vocab.tokens == [PAD, UNK, " ", "b", "a", "c"]  # the space counts like any character
+    assert vocab.encode("a  z") == [4, 2, vocab.unk_id]
+
+
+def test_char_vocab_keep_spaces_survives_to_dict():
+    vocab = build_char_vocab(["a  b"], keep_spaces=True)
+    data = json.loads(json.dumps(vocab.to_dict()))
+    assert data["keep_spaces"] is True
+    again = vocab_from_dict(data)
+    assert again.tokens == vocab.tokens and again.keep_spaces
+    assert again.encode("b a") == vocab.encode("b a") == [4, 2, 3]
+
+
+def test_char_vocab_without_keep_spaces_writes_and_reads_the_old_dict():
+    data = build_char_vocab(["ab a"]).to_dict()
+    assert "keep_spaces" not in data  # files written before the knob have no such key
+    old = vocab_from_dict(data)
+    assert not old.keep_spaces and old.tokenize("a b") == ["a", "b"]
+
+
 @pytest.mark.parametrize("builder", [build_word_vocab, build_char_vocab])
 def test_token_vocab_round_trip(builder):
     vocab = builder(TEXTS, lowercase=True)
