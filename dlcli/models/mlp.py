@@ -2,6 +2,8 @@
 
 BatchNorm: Ioffe & Szegedy, "Batch Normalization", ICML 2015. Its running mean and variance,
 kept as moving averages during training, replace the batch statistics at inference.
+`word_dropout` drops whole tokens from the pooled bag while training (Iyyer et al. 2015, the
+deep averaging network), so no single word decides a text.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ class MLPClassifier(nn.Module):
     def __init__(
         self, vocab_size: int, num_labels: int, pad_id: int, *,
         embedding_dim: int = 128, hidden_sizes: list[int] = (256,), dropout: float = 0.5,
-        pooling: str = "mean", batch_norm: bool = True, bn_momentum: float = 0.1,
+        pooling: str = "mean", batch_norm: bool = True, bn_momentum: float = 0.1, word_dropout: float = 0.0,
     ):
         super().__init__()
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError("word_dropout must be in [0, 1)")
+        self.word_dropout = word_dropout
         if pooling not in GLOBAL_POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(GLOBAL_POOLINGS)}")
         self.pool = GLOBAL_POOLINGS[pooling]()
@@ -35,5 +40,8 @@ class MLPClassifier(nn.Module):
         self.output = nn.Linear(width, num_labels)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.training and self.word_dropout > 0:
+            kept = mask & (torch.rand(mask.shape, device=mask.device) >= self.word_dropout)
+            mask = torch.where(kept.any(1, keepdim=True), kept, mask)  # a text never loses all its words
         pooled = self.pool(self.embedding(ids), mask)  # (B, E)
         return self.output(self.hidden(pooled))  # (B, C)
