@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _report import DOC
+from _report import edited_doc
 
 from dlcli.recipe import load_recipe
 
@@ -166,21 +166,23 @@ def table(models: list[str], notes: list[str], command: str, jobs: int) -> list[
             row += [f"{cell['accuracy']:.3f}", f"{cell['seconds']:.0f} s"] if cell else ["-", "-"]
         if any(c != "-" for c in row[1:]):
             lines.append("| " + " | ".join(row) + " |")
+    carried = sorted({f"`{c['model']}`" for c in cells.values() if c.get("restored_from")})
+    if carried:  # cells copied from an earlier table of the same recipes (runs/table/ is not committed)
+        lines.append(f"\nCarried over from an earlier run of the same recipes, not retrained: {', '.join(carried)}.")
     lines += [f"\n{note}" for note in notes]
     return lines
 
 
 def write_section(lines: list[str]) -> None:
     """Replace the section under HEADING in docs/benchmarks.md (append it when absent)."""
-    doc = DOC.read_text(encoding="utf-8").splitlines()
-    if HEADING in doc:
-        at = doc.index(HEADING)
-        end = next((i for i in range(at + 1, len(doc)) if doc[i].startswith("## ")), len(doc))
-        rest = doc[end:]
-        doc = doc[:at] + lines + ([""] + rest if rest else [])
-    else:
-        doc += ["", *lines]
-    DOC.write_text("\n".join(doc).rstrip("\n") + "\n", encoding="utf-8")
+    with edited_doc() as doc:
+        if HEADING in doc:
+            at = doc.index(HEADING)
+            end = next((i for i in range(at + 1, len(doc)) if doc[i].startswith("## ")), len(doc))
+            rest = doc[end:]
+            doc[:] = doc[:at] + lines + ([""] + rest if rest else [])
+        else:
+            doc += ["", *lines]
 
 
 def main() -> None:

@@ -96,14 +96,17 @@ def dlcli_recipe(path: Path, train: Path, dev: Path, epochs: int, lr: float) -> 
     return path
 
 
-def timed_process(cmd: list[str], stdin: Path, repeats: int) -> float:
-    times = []
+def timed_processes(commands: list[list[str]], stdin: Path, repeats: int) -> list[float]:
+    """Median wall time of each command on `stdin`, the commands taking turns so that a change in
+    the machine's load falls on all of them alike."""
+    times: list[list[float]] = [[] for _ in commands]
     for _ in range(repeats):
-        with open(stdin, "rb") as fh:
-            start = time.perf_counter()
-            subprocess.run(cmd, stdin=fh, stdout=subprocess.DEVNULL, check=True)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for cmd, spent in zip(commands, times):
+            with open(stdin, "rb") as fh:
+                start = time.perf_counter()
+                subprocess.run(cmd, stdin=fh, stdout=subprocess.DEVNULL, check=True)
+                spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def run_workload(name: str, spec, data_root: Path, work: Path, predict_lines: int, repeats: int) -> str:
@@ -140,8 +143,9 @@ def run_workload(name: str, spec, data_root: Path, work: Path, predict_lines: in
     dl_train = time.perf_counter() - start
     dl_acc = summary["best"]
 
-    dl_pred = timed_process(["dlcli", "classify", str(work / "dlcli.pt")], predict_in, repeats)
-    ft_pred = timed_process([sys.executable, "-c", FASTTEXT_PREDICT, str(work / "ft.bin")], predict_in, repeats)
+    dl_pred, ft_pred = timed_processes([["dlcli", "classify", str(work / "dlcli.pt")],
+                                        [sys.executable, "-c", FASTTEXT_PREDICT, str(work / "ft.bin")]],
+                                       predict_in, repeats)
 
     dl_tps, ft_tps = tokens * epochs / dl_train, tokens * epochs / ft_train
     dl_lps, ft_lps = predict_lines / dl_pred, predict_lines / ft_pred
