@@ -46,7 +46,7 @@ class TokenVocab:
             return self._regex.findall(text)
         if self.keep_spaces:
             return list(" ".join(text.split()))
-        return [c for c in text if not c.isspace()]
+        return list("".join(text.split()))  # str.split's whitespace is str.isspace's, at C speed
 
     def encode(self, text: str) -> list[int]:
         get, unk = self.index.get, self.unk_id
