@@ -181,10 +181,11 @@ class LoadedModel:
         return self.data["recipe"]
 
 
-def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
-    """Rebuild a model from a checkpoint; only registered types can be named by the file."""
+def load_model(path: str | Path, device: str = "cpu", data: dict | None = None) -> LoadedModel:
+    """Rebuild a model from a checkpoint; only registered types can be named by the file.
+    `data`: the checkpoint's content if the caller has read it already (`checkpoint.read`)."""
     path = checkpoint.resolve_model(path)
-    data = checkpoint.load(path)
+    data = checkpoint.as_torch(data) if data is not None else checkpoint.load(path)
     try:
         task = registry.task_adapter(data["task"]).from_checkpoint(data)
         builder = registry.lookup(registry.MODELS[data["task"]], data["model"]["type"], "model.type")

@@ -99,18 +99,20 @@ def read(path: str | os.PathLike, kind: str = MODEL_FORMAT) -> dict[str, Any]:
 
 def load(path: str | os.PathLike, kind: str = MODEL_FORMAT) -> dict[str, Any]:
     """`read`, with every array a torch tensor sharing its memory."""
+    return as_torch(read(path, kind))
+
+
+def as_torch(value: Any) -> Any:
+    """`read`'s content (or any part of it) with each NumPy array a torch tensor sharing its memory."""
     import torch
 
-    def to_torch(value):
-        if isinstance(value, np.ndarray):
-            return torch.from_numpy(value)
-        if isinstance(value, dict):
-            return type(value)((k, to_torch(v)) for k, v in value.items())
-        if isinstance(value, (list, tuple)):
-            return type(value)(to_torch(v) for v in value)
-        return value
-
-    return to_torch(read(path, kind))
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, dict):
+        return type(value)((k, as_torch(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(as_torch(v) for v in value)
+    return value
 
 
 # ---------------------------------------------------------------- torch's file format, read as data

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from dlcli import checkpoint
 from dlcli.errors import CheckpointError
 from dlcli.tasks.classify_output import predict_options, prediction_records, probabilities
 from dlcli.text.readers import chunked_inputs
@@ -51,10 +50,9 @@ class NumpyClassifier:
             yield prediction_records(ids, probs, self.labels, self.multi_label, top_k, threshold)
 
 
-def load_classifier(path: str) -> NumpyClassifier | None:
-    """The checkpoint as a NumPy classifier, or None when its model needs torch."""
-    path = checkpoint.resolve_model(path)
-    data = checkpoint.read(path)
+def load_classifier(path, data: dict) -> NumpyClassifier | None:
+    """The checkpoint `data` (`checkpoint.read` of `path`) as a NumPy classifier, or None when its
+    model needs torch."""
     scorer = _scorer(data.get("model", {}).get("type")) if data.get("task") == "classify" else None
     if scorer is None:
         return None

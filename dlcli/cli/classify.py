@@ -37,20 +37,22 @@ def classify_command(
     scoring >= the threshold) when a threshold applies. "id" is the line number, or the "id"
     field of a JSON Lines input.
     """
+    from dlcli import checkpoint
     from dlcli.cli._io import JsonlWriter, open_input
     from dlcli.errors import RecipeError
     from dlcli.numpy_predict import load_classifier
 
     if input_format not in ("text", "jsonl"):
         raise RecipeError(f"--input-format: {input_format!r} is not text or jsonl")
-    # FastText on the CPU needs no torch: its NumPy path starts ~1.5 s sooner
-    fast = load_classifier(model) if device == "cpu" and not explain else None
+    path = checkpoint.resolve_model(model)
+    data = checkpoint.read(path)  # without torch, which FastText on the CPU never needs (~1.5 s sooner)
+    fast = load_classifier(path, data) if device == "cpu" and not explain else None
     if fast is not None:
         run = fast.classify
     else:
         from dlcli import api
 
-        loaded = api.load_model(model, device)
+        loaded = api.load_model(path, device, data)
 
         def run(stream, source, **options):
             return api.classify(loaded, stream, source, explain=explain, **options)
