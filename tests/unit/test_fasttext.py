@@ -250,3 +250,18 @@ def test_collate_bags_points_at_each_example_ids():
         start, length = bags["starts"][row], bags["lengths"][row]
         np.testing.assert_array_equal(bags["flat"][start : start + length], task.splits["train"][0][i])
     assert bags["target"].tolist() == [0, 0]
+
+
+def test_table_init_depends_on_the_seed_not_the_thread_count():
+    threads = torch.get_num_threads()
+    tables = []
+    try:
+        for count in (1, 2, 1):
+            torch.set_num_threads(count)
+            torch.manual_seed(5)
+            tables.append(FastText(1000, 3, 0, embedding_dim=10).embedding.weight.detach().clone())
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(tables[0], tables[1]) and torch.equal(tables[0], tables[2])
+    assert tables[0][0].abs().max() == 0  # the padding row
+    assert tables[0].abs().max() <= 0.1 and tables[0][1:].std() > 0.05  # uniform in +-1/dim
