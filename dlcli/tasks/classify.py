@@ -120,9 +120,7 @@ class ClassifyTask:
         ids, targets = self.splits["train"]
         tokens, mask = pad([ids[i] for i in indices], self.vocab.pad_id, self.min_length)
         if self.multi_label:
-            target = torch.zeros(len(indices), len(self.labels))
-            for row, i in enumerate(indices):
-                target[row, targets[i]] = 1.0
+            target = torch.from_numpy(self._multi_hot(indices))
         else:
             target = torch.tensor([targets[i] for i in indices], dtype=torch.long)
         return {"ids": tokens, "mask": mask, "target": target}
@@ -137,13 +135,16 @@ class ClassifyTask:
             self._bags = flat, np.cumsum(lengths) - lengths, lengths, None if self.multi_label else np.asarray(targets)
         flat, starts, lengths, labels = self._bags
         rows = np.asarray(indices, dtype=np.int64)
-        if labels is None:
-            target = np.zeros((len(rows), len(self.labels)), dtype=np.float32)
-            for row, i in enumerate(indices):
-                target[row, self.splits["train"][1][i]] = 1.0
-        else:
-            target = labels[rows]
+        target = self._multi_hot(indices) if labels is None else labels[rows]
         return {"flat": flat, "starts": starts[rows], "lengths": lengths[rows], "target": target}
+
+    def _multi_hot(self, indices: list[int]) -> np.ndarray:
+        """(B, C) float32 targets of multi-label training examples: 1 for each of their labels."""
+        targets = self.splits["train"][1]
+        target = np.zeros((len(indices), len(self.labels)), dtype=np.float32)
+        for row, i in enumerate(indices):
+            target[row, targets[i]] = 1.0
+        return target
 
     def init_model(self, model) -> None:
         """Before training: a model whose output depends on label frequencies (hs) gets them."""
