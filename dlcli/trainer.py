@@ -82,7 +82,7 @@ class Trainer:
         That loop is plain SGD at the scheduled rate, so it stands in for the optimizer only when
         nothing else would act: CPU, one process, fp32, no momentum, weight decay or clipping.
         """
-        if not (hasattr(self.model, "hogwild_step") and hasattr(self.task, "collate_bags")):
+        if not (hasattr(self.model, "hogwild_step") and hasattr(self.task, "bag_batches")):
             return 0
         if self.placement.device.type != "cpu":
             return 0
@@ -155,7 +155,8 @@ class Trainer:
     def _run_epoch(self, bar, state_extra: dict) -> None:
         p, cfg, rank = self.progress, self.cfg, self.placement
         generator = torch.Generator().manual_seed(self.seed * 7919 + p.epoch)
-        batches = self.task.train_batches(cfg.batch_size, generator)
+        batching = self.task.bag_batches if self.hogwild_threads else self.task.train_batches
+        batches = batching(cfg.batch_size, generator)
         if rank.distributed:  # each rank takes its share of one global order, equal counts
             per_rank = len(batches) // rank.world_size
             batches = batches[rank.rank :: rank.world_size][:per_rank]

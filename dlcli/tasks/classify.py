@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from dlcli.errors import DataError, RecipeError
 from dlcli.metrics import classification_report, multilabel_report
 from dlcli.tasks.classify_output import prediction_records
-from dlcli.text.batching import bucket_batches, concatenate, pad
+from dlcli.text.batching import bucket_batches, concatenate, pad, shuffled_batches
 from dlcli.text.readers import Record, read_labelled
 from dlcli.text.vocab import vocab_from_dict
 
@@ -124,6 +124,11 @@ class ClassifyTask:
         else:
             target = torch.tensor([targets[i] for i in indices], dtype=torch.long)
         return {"ids": tokens, "mask": mask, "target": target}
+
+    def bag_batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+        """Batches for collate_bags: a plain shuffle. Length-sorted batches gave FastText 0.3
+        points less on 20newsgroups dev (10 seeds each: 0.8364 against 0.8392)."""
+        return shuffled_batches(self.num_train, batch_size, generator)
 
     def collate_bags(self, indices: list[int]) -> dict[str, np.ndarray]:
         """A batch for a bag model's own training loop (FastText.hogwild_step), without copying

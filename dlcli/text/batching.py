@@ -38,6 +38,13 @@ def concatenate(seqs: list) -> tuple[torch.Tensor, torch.Tensor]:
     return flat, offsets
 
 
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Indices 0..n-1 in a random order, cut into batches: for models without padding, where
+    sorting by length would save nothing and would order each batch's SGD steps by length."""
+    order = torch.randperm(n, generator=generator).tolist()
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
 def bucket_batches(
     lengths: list[int], batch_size: int, generator: torch.Generator | None = None
 ) -> list[list[int]]:

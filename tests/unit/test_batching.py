@@ -1,4 +1,4 @@
-"""Padding with masks, and length-bucketed batches that cover every example exactly once."""
+"""Padding with masks, and length-bucketed or plainly shuffled batches that cover every example exactly once."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlcli.text.batching import bucket_batches, pad
+from dlcli.text.batching import bucket_batches, pad, shuffled_batches
 
 
 def test_pad_right_pads_and_masks():
@@ -65,3 +65,19 @@ def test_bucketing_keeps_padding_low():
     batches = bucket_batches(lengths, 8, generator(0))
     spread = max(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
     assert spread <= 2
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(0, 300), batch_size=st.integers(1, 17), seed=st.integers(0, 2**31))
+def test_shuffled_batches_cover_every_index_once_in_full_batches(n, batch_size, seed):
+    batches = shuffled_batches(n, batch_size, generator(seed))
+    assert sorted(flat(batches)) == list(range(n))
+    assert all(len(b) == batch_size for b in batches[:-1]) and all(0 < len(b) <= batch_size for b in batches)
+    assert batches == shuffled_batches(n, batch_size, generator(seed))
+
+
+def test_shuffled_batches_ignore_length_where_buckets_sort_by_it():
+    lengths = [i % 50 for i in range(400)]
+    spread = max(max(lengths[i] for i in b) - min(lengths[i] for i in b)
+                 for b in shuffled_batches(len(lengths), 8, generator(0)))
+    assert spread > 20
