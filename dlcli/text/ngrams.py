@@ -40,6 +40,10 @@ class NgramVocab(TokenVocab):
         self.buckets = buckets if hashed else 0
         self.num_words = len(tokens)
         self._subwords: dict[str, np.ndarray] = {}
+        # build_ngram_vocab sets it for a training run, which loads numba for its kernel anyway;
+        # prediction keeps the Python path, which starts ~1 s sooner.
+        self.compiled = False
+        self._table = None
 
     @property
     def size(self) -> int:
@@ -55,7 +59,8 @@ class NgramVocab(TokenVocab):
             marked = f"<{token}>"
             grams = {marked[i : i + n] for n in range(self.minn, self.maxn + 1)
                      for i in range(len(marked) - n + 1)} - {marked}
-            found = np.array(sorted(self._bucket(zlib.crc32(g.encode("utf-8"))) for g in grams), dtype=np.int64)
+            found = np.array(sorted(self._bucket(zlib.crc32(g.encode("utf-8", "surrogatepass"))) for g in grams),
+                             dtype=np.int64)
             if len(self._subwords) >= SUBWORD_CACHE:
                 self._subwords.clear()
             self._subwords[token] = found
@@ -73,6 +78,8 @@ class NgramVocab(TokenVocab):
         """Each text's bag: its vocabulary words, the character n-grams of its tokens, then its word
         n-grams. Computed over all texts' tokens at once: NumPy's per-call cost, paid per text,
         was most of the time on short texts."""
+        if self.compiled and self.splits_at_whitespace and self.maxn == 0:
+            return self._encode_compiled(texts)
         token_lists = [self.tokenize(t) for t in texts]
         counts = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(texts))
         tokens = list(chain.from_iterable(token_lists))
@@ -80,7 +87,7 @@ class NgramVocab(TokenVocab):
         keys = np.fromiter(map(self.index.get, tokens, repeat(0)), dtype=np.uint64, count=len(tokens))
         # An unknown token gets a hash key beyond the word ids, so the n-grams over it still count.
         for i in np.flatnonzero(keys == 0).tolist():
-            keys[i] = self.num_words + zlib.crc32(tokens[i].encode("utf-8"))
+            keys[i] = self.num_words + zlib.crc32(tokens[i].encode("utf-8", "surrogatepass"))
         known = keys < self.num_words
         ids, owners = [keys[known].astype(np.int64)], [owner[known]]
         if self.maxn > 0:
@@ -98,6 +105,21 @@ class NgramVocab(TokenVocab):
         flat = np.concatenate(ids)[order]
         ends = np.cumsum(np.bincount(owner_all, minlength=len(texts)))
         return np.split(flat, ends[:-1])
+
+    @property
+    def splits_at_whitespace(self) -> bool:
+        return self.unit == "word" and self.pattern == WHITESPACE
+
+    def _encode_compiled(self, texts: list[str]) -> list[np.ndarray]:
+        from dlcli.kernels import whitespace_ngrams as k
+
+        if self._table is None:
+            self._table = k.vocabulary_table(self.tokens)
+        buf, bounds = k.utf8([t.lower() for t in texts] if self.lowercase else texts)
+        starts, ends, owner = k.token_spans(buf, bounds)
+        flat, sizes = k.encode(buf, starts, ends, owner, len(texts), *self._table, self.num_words, self.buckets,
+                               self.word_ngrams, NGRAM_MULTIPLIER)
+        return np.split(flat, np.cumsum(sizes)[:-1])
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "unit": self.unit, "word_ngrams": self.word_ngrams,
@@ -130,15 +152,32 @@ def build_ngram_vocab(
     texts = list(texts)
     probe = NgramVocab([PAD, UNK], lowercase, pattern if unit == "word" else None, unit=unit, word_ngrams=1,
                        buckets=1, minn=0, maxn=0)  # its tokenizer: str.split for the whitespace pattern
-    counts = Counter(chain.from_iterable(map(probe.tokenize, texts)))
+    if probe.splits_at_whitespace:
+        counts = _whitespace_token_counts([t.lower() for t in texts] if lowercase else texts)
+    else:
+        counts = Counter(chain.from_iterable(map(probe.tokenize, texts)))
     if minn is None and maxn is None:  # on for Chinese words, not for text already split into characters
         long_words = sum(c for t, c in counts.items() if len(t) > 1) > sum(counts.values()) / 2
         minn, maxn = (1, 2) if unit == "word" and long_words and mostly_chinese(texts) else (0, 0)
     minn, maxn = minn or 0, maxn or 0
     if maxn and not 1 <= minn <= maxn:
         raise RecipeError(f"vocab.minn/maxn: need 1 <= minn <= maxn, got {minn}/{maxn}")
-    return NgramVocab(_ranked(counts, min_freq, max_size), lowercase, pattern if unit == "word" else None,
-                      unit=unit, word_ngrams=word_ngrams, buckets=buckets, minn=minn, maxn=maxn)
+    vocab = NgramVocab(_ranked(counts, min_freq, max_size), lowercase, pattern if unit == "word" else None,
+                       unit=unit, word_ngrams=word_ngrams, buckets=buckets, minn=minn, maxn=maxn)
+    vocab.compiled = True
+    return vocab
+
+
+def _whitespace_token_counts(texts: list[str]) -> dict[str, int]:
+    """Counter(t for text in texts for t in text.split()), compiled: only distinct tokens become str."""
+    from dlcli.kernels import whitespace_ngrams as k
+
+    buf, bounds = k.utf8(texts)
+    starts, ends, _ = k.token_spans(buf, bounds)
+    first, last, counts = k.count_tokens(buf, starts, ends)
+    data = buf.tobytes()
+    return {data[a:b].decode("utf-8", "surrogatepass"): int(c)
+            for a, b, c in zip(first.tolist(), last.tolist(), counts.tolist())}
 
 
 def ngram_vocab_from_dict(data: dict) -> NgramVocab:

@@ -195,17 +195,18 @@ def _fasttext(lines: Iterable[tuple[int, str]], source: str, cfg) -> Iterator[Re
 
 
 def split_fasttext(line: str) -> tuple[list[str], str]:
-    """Labels are the tokens with the prefix, wherever they stand (fastText's rule); usually they lead."""
-    tokens = line.split()
-    lead = 0
-    while lead < len(tokens) and tokens[lead].startswith(FASTTEXT_PREFIX):
-        lead += 1
-    labels = [t[len(FASTTEXT_PREFIX):] for t in tokens[:lead]]
-    rest = tokens[lead:]
-    if FASTTEXT_PREFIX in line[line.find(rest[0]) if rest else 0:]:  # labels further on: the slow, general path
-        labels += [t[len(FASTTEXT_PREFIX):] for t in rest if t.startswith(FASTTEXT_PREFIX)]
-        rest = [t for t in rest if not t.startswith(FASTTEXT_PREFIX)]
-    return labels, " ".join(rest)
+    """Labels are the tokens with the prefix, wherever they stand (fastText's rule); the text is
+    the rest. Labels usually lead: then the text is the line after them, as written."""
+    labels, rest = [], line.strip()
+    while rest.startswith(FASTTEXT_PREFIX):
+        label, *tail = rest.split(None, 1)
+        labels.append(label[len(FASTTEXT_PREFIX):])
+        rest = tail[0] if tail else ""
+    if FASTTEXT_PREFIX in rest:  # labels further on: the slow, general path
+        tokens = rest.split()
+        labels += [t[len(FASTTEXT_PREFIX):] for t in tokens if t.startswith(FASTTEXT_PREFIX)]
+        rest = " ".join(t for t in tokens if not t.startswith(FASTTEXT_PREFIX))
+    return labels, rest
 
 
 def parse_json_object(line: str, source: str, number: int) -> dict:
