@@ -194,16 +194,29 @@ def test_read_never_imports_torch(tmp_path):
 
 
 def _rewrite_pickle(path: Path, old: bytes, new: bytes) -> None:
-    """Edit data.pkl inside a torch zip (same length, so nothing else moves)."""
+    """Edit data.pkl inside a torch zip in place (same length, so nothing else moves; `save`
+    writes no CRC to contradict the edit)."""
     assert len(old) == len(new)
-    with zipfile.ZipFile(path) as src:
-        members = [(info, src.read(info)) for info in src.infolist()]
-    with zipfile.ZipFile(path, "w") as dst:
-        for info, data in members:
-            if info.filename.endswith("data.pkl"):
-                assert old in data
-                data = data.replace(old, new)
-            dst.writestr(info, data)
+    data = path.read_bytes()
+    assert data.count(old) == 1
+    path.write_bytes(data.replace(old, new))
+
+
+def test_saved_checkpoints_load_in_torch_and_carry_no_crc(tmp_path):
+    path = tmp_path / "m.pt"
+    checkpoint.save(path, payload())
+    assert torch.load(path, weights_only=True)["state_dict"]["w"].sum() == 15
+    with zipfile.ZipFile(path) as archive:
+        assert {info.CRC for info in archive.infolist()} == {0}
+
+
+def test_a_pickle_that_fails_its_crc_is_refused(tmp_path):
+    """Files written with a CRC (torch.save's default) still have data.pkl checked against it."""
+    path = tmp_path / "m.pt"
+    torch.save({**payload(), "format": checkpoint.MODEL_FORMAT, "format_version": 1}, path)
+    assert checkpoint.read(path)["state_dict"]["w"].sum() == 15
+    _rewrite_pickle(path, b"dlcli.model", b"dlcli.mode_")
+    assert "not a readable checkpoint" in load_error(path).message
 
 
 def test_tensor_reaching_past_its_storage_is_refused(tmp_path):
