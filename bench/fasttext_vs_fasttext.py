@@ -6,15 +6,17 @@ character bigrams), with the same settings: dim 100, word bigrams in 2M buckets,
 with linear decay, min count 1, 2 threads. dlcli trains `recipes/classify/fasttext_20newsgroups.yaml`
 with only the data, epochs and lr changed, and `vocab.pattern: \\S+` (fastText's whitespace split).
 
-Per workload it reports dev accuracy, training tokens/s (whitespace tokens x epochs / wall time
-of the training call, reading, vocabulary and writing the model file included, compile caches
-warm; dlcli's also includes its final dev evaluation) and prediction
+Per workload it reports dev accuracy (the mean over --seeds training runs of each tool, seeds
+1..N, the tools taking turns: one run's accuracy moves by +-0.4 points with the seed and the
+threads' races), training tokens/s (whitespace tokens x epochs / the median wall time of the
+training call, reading, vocabulary and writing the model file included, compile caches warm;
+dlcli's also includes its final dev evaluation) and prediction
 lines/s through a fresh process reading stdin (start-up and model loading included): `dlcli
 classify` writing JSON lines against the wheel's batch `predict` over the same lines (the wheel
 ships no `fasttext predict` binary). Appends one row per workload to docs/benchmarks.md.
 
     DLCLI_DATA_DIR=../shared/datasets python bench/fasttext_vs_fasttext.py
-    python bench/fasttext_vs_fasttext.py --workloads 20newsgroups --repeats 1
+    python bench/fasttext_vs_fasttext.py --workloads 20newsgroups --seeds 10 --repeats 1
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def timed_processes(commands: list[list[str]], stdin: Path, repeats: int) -> lis
     return [statistics.median(spent) for spent in times]
 
 
-def run_workload(name: str, spec, data_root: Path, work: Path, predict_lines: int, repeats: int) -> str:
+def run_workload(name: str, spec, data_root: Path, work: Path, predict_lines: int, repeats: int, seeds: int) -> str:
     import fasttext
     import torch
 
@@ -127,21 +129,26 @@ def run_workload(name: str, spec, data_root: Path, work: Path, predict_lines: in
     predict_in.write_text("".join(f"{texts[i % len(texts)]}\n" for i in range(predict_lines)), encoding="utf-8")
     print(f"{name}: {tokens:,} training tokens x {epochs} epochs", file=sys.stderr)
 
-    start = time.perf_counter()
-    ft = fasttext.train_supervised(str(train_ft), dim=100, epoch=epochs, lr=lr, wordNgrams=2, bucket=2_000_000,
-                                   minCount=1, thread=THREADS, loss="softmax", verbose=0)
-    ft.save_model(str(work / "ft.bin"))  # `fasttext supervised` writes its model, as `dlcli train` does
-    ft_train = time.perf_counter() - start
-    ft_acc = ft.test(str(dev_ft))[1]
-    del ft
-
+    ft_times, ft_accs, dl_times, dl_accs = [], [], [], []
     torch.set_num_threads(THREADS)
     recipe = dlcli_recipe(work / "recipe.yaml", train_ft, dev_ft, epochs, lr)
     api.train(recipe, out=work / "warm.pt", overrides=["train.max_steps=1", f"data.train={dev_ft}"])  # JIT cache
-    start = time.perf_counter()
-    summary = api.train(recipe, out=work / "dlcli.pt")
-    dl_train = time.perf_counter() - start
-    dl_acc = summary["best"]
+    for seed in range(1, seeds + 1):  # the tools take turns, so a change in the machine's load falls on both
+        start = time.perf_counter()
+        ft = fasttext.train_supervised(str(train_ft), dim=100, epoch=epochs, lr=lr, wordNgrams=2, bucket=2_000_000,
+                                       minCount=1, thread=THREADS, loss="softmax", verbose=0, seed=seed)
+        ft.save_model(str(work / "ft.bin"))  # `fasttext supervised` writes its model, as `dlcli train` does
+        ft_times.append(time.perf_counter() - start)
+        ft_accs.append(ft.test(str(dev_ft))[1])
+        del ft
+        start = time.perf_counter()
+        summary = api.train(recipe, out=work / "dlcli.pt", overrides=[f"seed={seed}"])
+        dl_times.append(time.perf_counter() - start)
+        dl_accs.append(summary["best"])
+        print(f"{name} seed {seed}: dev accuracy dlcli {dl_accs[-1]:.4f} fastText {ft_accs[-1]:.4f}; training "
+              f"dlcli {dl_times[-1]:.1f} s fastText {ft_times[-1]:.1f} s", file=sys.stderr)
+    dl_train, ft_train = statistics.median(dl_times), statistics.median(ft_times)
+    dl_acc, ft_acc = statistics.mean(dl_accs), statistics.mean(ft_accs)
 
     dl_pred, ft_pred = timed_processes([["dlcli", "classify", str(work / "dlcli.pt")],
                                         [sys.executable, "-c", FASTTEXT_PREDICT, str(work / "ft.bin")]],
@@ -152,10 +159,12 @@ def run_workload(name: str, spec, data_root: Path, work: Path, predict_lines: in
     print(f"{name}: dev accuracy dlcli {dl_acc:.4f} fastText {ft_acc:.4f}; train tokens/s dlcli {dl_tps:,.0f} "
           f"fastText {ft_tps:,.0f} ({dl_tps / ft_tps:.2f}x); predict lines/s dlcli {dl_lps:,.0f} fastText "
           f"{ft_lps:,.0f} ({dl_lps / ft_lps:.2f}x)", file=sys.stderr)
+    runs = f"mean of seeds 1-{seeds}" if seeds > 1 else "seed 1"
     return (f"| {datetime.date.today()} | {name}: {tokens / 1e6:.1f}M tokens x {epochs} epochs, lr {lr} "
-            f"| 2 cores, 2 threads | {dl_acc:.4f} / {ft_acc:.4f} | {dl_tps / 1e6:.2f}M / {ft_tps / 1e6:.2f}M "
-            f"({dl_tps / ft_tps:.2f}x) | {dl_lps:,.0f} / {ft_lps:,.0f} ({dl_lps / ft_lps:.2f}x), {predict_lines:,} "
-            f"lines, median of {repeats} | `python bench/fasttext_vs_fasttext.py --workloads '{name}'` |")
+            f"| 2 cores, 2 threads | {dl_acc:.4f} / {ft_acc:.4f} ({runs}) | {dl_tps / 1e6:.2f}M / {ft_tps / 1e6:.2f}M "
+            f"({dl_tps / ft_tps:.2f}x{', median of ' + str(seeds) if seeds > 1 else ''}) | {dl_lps:,.0f} / "
+            f"{ft_lps:,.0f} ({dl_lps / ft_lps:.2f}x), {predict_lines:,} lines, median of {repeats} "
+            f"| `python bench/fasttext_vs_fasttext.py --workloads '{name}' --seeds {seeds}` |")
 
 
 def main() -> None:
@@ -163,7 +172,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("DLCLI_DATA_DIR", str(ROOT.parent / "shared/datasets")))
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated names")
     parser.add_argument("--predict-lines", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="prediction runs per tool (the median counts)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="training runs per tool, seeds 1..N: mean dev accuracy, median training time")
     parser.add_argument("--keep", help="keep the files and models of each workload under this folder")
     parser.add_argument("--no-report", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
@@ -172,7 +183,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="ftbench") as tmp:
             work = Path(args.keep) / re.sub(r"\W+", "_", name) if args.keep else Path(tmp)
             work.mkdir(parents=True, exist_ok=True)
-            row = run_workload(name, WORKLOADS[name], Path(args.data_dir), work, args.predict_lines, args.repeats)
+            row = run_workload(name, WORKLOADS[name], Path(args.data_dir), work, args.predict_lines, args.repeats,
+                               args.seeds)
         print(row)
         if not args.no_report:
             add_row("FastText against fastText", row,

