@@ -45,6 +45,15 @@ class FastTextScorer:
                 # vocabulary, whose size the table matches (checked when loading)
                 np.add.reduce(take(bag, 0, mode="clip"), 0, out=row)
                 row /= len(bag)
+        return self._output(hidden)
+
+    def scores_flat(self, flat: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """`scores` of the bags laid one after another in `flat`, compiled (numba)."""
+        from dlcli.kernels.bag_means import bag_means
+
+        return self._output(bag_means(self.table, flat, sizes))
+
+    def _output(self, hidden: np.ndarray) -> np.ndarray:
         scores = hidden @ self.output.T
         if self.loss == "hs":  # log of the products of the branch probabilities along each label's path
             steps = -np.logaddexp(0.0, -scores[:, self.paths] * self.signs, dtype=np.float32)  # (N, C, D)

@@ -78,8 +78,9 @@ class NgramVocab(TokenVocab):
         """Each text's bag: its vocabulary words, the character n-grams of its tokens, then its word
         n-grams. Computed over all texts' tokens at once: NumPy's per-call cost, paid per text,
         was most of the time on short texts."""
-        if self.compiled and self.splits_at_whitespace and self.maxn == 0:
-            return self._encode_compiled(texts)
+        if self.compiled and self.compilable:
+            flat, sizes = self.encode_flat(texts)
+            return _pieces(flat, np.cumsum(sizes))
         token_lists = [self.tokenize(t) for t in texts]
         counts = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(texts))
         tokens = list(chain.from_iterable(token_lists))
@@ -110,16 +111,22 @@ class NgramVocab(TokenVocab):
     def splits_at_whitespace(self) -> bool:
         return self.unit == "word" and self.pattern == WHITESPACE
 
-    def _encode_compiled(self, texts: list[str]) -> list[np.ndarray]:
+    @property
+    def compilable(self) -> bool:
+        """Whether `encode_flat` can encode with this vocabulary (no character n-grams)."""
+        return self.splits_at_whitespace and self.maxn == 0
+
+    def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """encode_batch's bags, concatenated, and each one's size: compiled, for `compilable`
+        vocabularies only. Loading numba and the kernels takes ~0.5 s; it pays off on large inputs."""
         from dlcli.kernels import whitespace_ngrams as k
 
         if self._table is None:
             self._table = k.vocabulary_table(self.tokens)
         buf, bounds = k.utf8([t.lower() for t in texts] if self.lowercase else texts)
         starts, ends, owner = k.token_spans(buf, bounds)
-        flat, sizes = k.encode(buf, starts, ends, owner, len(texts), *self._table, self.num_words, self.buckets,
-                               self.word_ngrams, NGRAM_MULTIPLIER)
-        return _pieces(flat, np.cumsum(sizes))
+        return k.encode(buf, starts, ends, owner, len(texts), *self._table, self.num_words, self.buckets,
+                        self.word_ngrams, NGRAM_MULTIPLIER)
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "unit": self.unit, "word_ngrams": self.word_ngrams,

@@ -74,7 +74,7 @@ def test_hierarchical_tree_survives_the_checkpoint(cli, dataset, tmp_path):
     {"optimizer": {"type": "sgd", "lr": 5.0}, "grad_clip": 1.0},  # autograd SGD steps on the batch mean
 ])
 def test_other_optimisers_train_by_autograd(cli, dataset, hogwild_calls, train_cfg):
-    recipe = dataset.recipe(vocab=NGRAMS, train={"epochs": 6, **train_cfg})
+    recipe = dataset.recipe(vocab=NGRAMS, train={"epochs": 8, **train_cfg})  # with 6, 1 seed in 4 fell short of 0.9
     result = train(cli, recipe, dataset.root / "m.pt")
     assert_ok(result)
     assert not hogwild_calls

@@ -239,6 +239,33 @@ def test_numpy_scorer_gives_the_torch_model_probabilities(loss):
     expected = torch.sigmoid(out) if loss == "ova" else torch.softmax(out, -1)
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
     assert got.dtype == np.float32 and got.shape == (4, 5)
+    compiled = scorer.scores_flat(np.concatenate(bags), np.array([len(b) for b in bags]))
+    np.testing.assert_allclose(compiled, scorer.scores(bags), rtol=1e-5, atol=1e-6)
+    assert compiled.dtype == np.float32
+
+
+def test_large_inputs_switch_to_compiled_prediction_with_the_same_records(tmp_path, monkeypatch):
+    import io
+
+    from dlcli import api, checkpoint, numpy_predict
+
+    train = tmp_path / "train.txt"
+    train.write_text("".join(f"__label__{i % 3} w{i % 3} x{i % 7} shared{i % 5}\n" for i in range(300)))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"task: classify\nseed: 1\ndevice: cpu\ndata: {{train: {train}, format: fasttext}}\n"
+                      "vocab: {type: ngrams, pattern: '\\S+', word_ngrams: 2, buckets: 1000, minn: 0, maxn: 0}\n"
+                      "model: {type: fasttext, embedding_dim: 8}\n"
+                      "train: {epochs: 2, batch_size: 16, optimizer: {type: sgd, lr: 0.5}}\n")
+    api.train(recipe, out=tmp_path / "m.pt")
+    lines = "".join(f"w{i % 3} x{i % 7} unseen{i} shared{i % 5}\n" for i in range(500)).encode()
+    runs = {}
+    for name, threshold in [("python", 10**12), ("compiled", 1)]:
+        monkeypatch.setattr(numpy_predict, "COMPILED_FROM_CHARS", threshold)
+        model = numpy_predict.load_classifier(tmp_path / "m.pt", checkpoint.read(tmp_path / "m.pt"))
+        runs[name] = [r for chunk in model.classify(io.BytesIO(lines), chunk=128) for r in chunk]
+        assert model.compiled == (name == "compiled")
+    assert [r["label"] for r in runs["python"]] == [r["label"] for r in runs["compiled"]]
+    np.testing.assert_allclose([r["score"] for r in runs["python"]], [r["score"] for r in runs["compiled"]], atol=2e-6)
 
 
 def test_collate_bags_points_at_each_example_ids():
