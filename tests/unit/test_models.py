@@ -165,9 +165,28 @@ def test_mlp_batchnorm_train_and_eval_modes():
     assert torch.allclose(eval_out[:2], eval_pair, atol=1e-6)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "max"])
+@pytest.mark.parametrize("pooling", ["mean", "max", "mean+max"])
 def test_mlp_poolings_and_bad_pooling(pooling):
     model = MLPClassifier(VOCAB, LABELS, PAD, embedding_dim=8, hidden_sizes=[8, 6], pooling=pooling, batch_norm=False)
     assert model(*batch(ROWS)).shape == (len(ROWS), LABELS)
     with pytest.raises(ValueError, match="pooling must be one of"):
         MLPClassifier(VOCAB, LABELS, PAD, pooling="median")
+
+
+def test_mlp_mean_max_pooling_concatenates_masked_mean_and_max():
+    model = MLPClassifier(VOCAB, LABELS, PAD, embedding_dim=8, hidden_sizes=[6], pooling="mean+max", batch_norm=False)
+    assert model.hidden[0].in_features == 16
+    ids, mask = batch(ROWS)
+    x = model.embedding(ids)
+    pooled = model.pool(x, mask)
+    assert torch.allclose(pooled[1], torch.cat([x[1, :2].mean(0), x[1, :2].max(0).values]))  # padding never counts
+
+
+def test_mlp_embedding_init_is_small_uniform_with_a_zero_pad_row():
+    torch.manual_seed(0)
+    weight = MLPClassifier(VOCAB, LABELS, PAD, embedding_dim=8, embedding_init=0.125).embedding.weight
+    assert weight.abs().max() <= 0.125 and weight.abs().max() > 0.1
+    assert not weight[PAD].any()
+    assert MLPClassifier(VOCAB, LABELS, PAD, embedding_dim=8).embedding.weight.std() > 0.5  # unset: N(0, 1)
+    with pytest.raises(ValueError, match="embedding_init"):
+        MLPClassifier(VOCAB, LABELS, PAD, embedding_init=0.0)
