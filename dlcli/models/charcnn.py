@@ -26,6 +26,13 @@ Zhang, Zhao & LeCun, "Character-level Convolutional Networks for Text Classifica
 - the paper reads a space (not in its alphabet) as an all-zero position, which still marks where
   words end; the `char` vocabulary drops whitespace altogether unless `keep_spaces: true`, which
   makes each run of it one token (the shipped recipes use it).
+- optional wide, shallow stack (`widths`, e.g. [3, 5, 7, 9]; off by default): instead of
+  the six layers, one convolution per width over the characters, each max-pooled over the whole
+  text (Kim 2014's sentence CNN read over characters), then the same fully connected layers.
+  Each window is "wide" (the text is edge-padded with width - 1 zeros) so a text of any length
+  works and min_length is 1. On a few thousand sentences it trains far better than the deep
+  stack, and without normalisation (dev SST-2 0.75-0.77 against 0.64, TREC 0.82-0.85 against
+  0.76 in our runs, three seeds).
 
 Letters: B batch, T positions, E embedding width, F filters, U fully connected units, C labels.
 """
@@ -59,20 +66,27 @@ class CharCNN(nn.Module):
     def __init__(
         self, vocab_size: int, num_labels: int, pad_id: int, *,
         embedding_dim: int = 16, num_filters: int = 256, fc_size: int = 1024, dropout: float = 0.5,
-        norm: str | None = None,
+        norm: str | None = None, widths: list[int] | None = None,
     ):
         super().__init__()
-        # the frame a text is read in; the task also pads batches to it, which costs forward nothing
-        self.min_length = min_frame()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        widths = [embedding_dim] + [num_filters] * len(LAYERS)
-        self.convs = nn.ModuleList(nn.Conv1d(widths[i], widths[i + 1], k) for i, (k, _) in enumerate(LAYERS))
         if norm not in NORMS:
             raise ValueError(f"norm must be batch or batch_renorm (or left out), not {norm!r}")
-        self.norms = nn.ModuleList(NORMS[norm](num_filters) for _ in LAYERS) if norm else None
+        if widths is not None and (not widths or min(widths) < 1):
+            raise ValueError(f"widths must be a non-empty list of widths >= 1, not {widths!r}")
+        self.widths = list(widths) if widths is not None else None
+        # the frame a text is read in; the task also pads batches to it, which costs forward nothing
+        self.min_length = min_frame() if self.widths is None else 1
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        if self.widths is None:
+            channels = [embedding_dim] + [num_filters] * len(LAYERS)
+            self.convs = nn.ModuleList(nn.Conv1d(channels[i], channels[i + 1], k) for i, (k, _) in enumerate(LAYERS))
+        else:
+            self.convs = nn.ModuleList(nn.Conv1d(embedding_dim, num_filters, k) for k in self.widths)
+        self.norms = nn.ModuleList(NORMS[norm](num_filters) for _ in self.convs) if norm else None
         self.pool = nn.MaxPool1d(POOL, POOL)
+        features = num_filters * len(self.convs) if self.widths is not None else num_filters
         self.fc = nn.Sequential(
-            nn.Linear(num_filters, fc_size), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(features, fc_size), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(fc_size, fc_size), nn.ReLU(), nn.Dropout(dropout),
         )
         self.output = nn.Linear(fc_size, num_labels)
@@ -99,6 +113,8 @@ class CharCNN(nn.Module):
         see text, tie the texts of a batch together; in eval mode each text is again on its own.
         """
         h = self.embedding(ids).transpose(1, 2)  # (B, E, T)
+        if self.widths is not None:
+            return self._wide(h, mask.sum(1))
         # lengths: positions that see some of the text (a convolution window overlaps the text iff it
         # starts in it, so only pooling changes them); frame: positions the text alone would have
         lengths = mask.sum(1)  # (B,)
@@ -117,6 +133,19 @@ class CharCNN(nn.Module):
                 h = self.pool(keep(h, valid, POOL * widest(torch.minimum(lengths, frame))))  # (B, F, T'/3)
         valid = torch.arange(h.size(2), device=h.device) < torch.minimum(lengths, frame).unsqueeze(1)
         return self.output(self.fc(masked_max(h.transpose(1, 2), valid)))  # (B, C)
+
+    def _wide(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The wide stack: per width k, the text edge-padded with k - 1 zeros on both sides, the
+        windows that overlap it (start in [1 - k, length)) max-pooled; batch padding reads as the
+        edge's zeros, so a text's output is independent of its batch (in eval mode, with `norm`)."""
+        pooled = []
+        for i, (conv, k) in enumerate(zip(self.convs, self.widths)):
+            out = conv(F.pad(h, (k - 1, k - 1)))  # (B, F, T + k - 1)
+            seen = torch.arange(out.size(2), device=h.device) < (lengths + k - 1).unsqueeze(1)  # (B, T + k - 1)
+            if self.norms is not None:
+                out = self.norms[i](out, seen)
+            pooled.append(masked_max(torch.relu(out).transpose(1, 2), seen & (lengths > 0).unsqueeze(1)))
+        return self.output(self.fc(torch.cat(pooled, 1)))  # (B, C)
 
 
 NORMS = {None: None, "batch": MaskedBatchNorm1d, "batch_renorm": partial(MaskedBatchNorm1d, renorm=True)}

@@ -356,6 +356,38 @@ def test_charcnn_first_guesses_are_near_uniform():
     assert logits.abs().max() < 1.0  # the small output layer: no confident start (PyTorch's init: about 2)
 
 
+def reference_wide_charcnn(model, row: list[int]) -> torch.Tensor:
+    """The wide stack on one unbatched text: per width, k - 1 zeros each side, convolution, ReLU, max."""
+    x = model.embedding(torch.tensor([row])).transpose(1, 2)  # (1, E, T)
+    pooled = []
+    for i, (conv, k) in enumerate(zip(model.convs, model.widths)):
+        h = conv(F.pad(x, (k - 1, k - 1)))
+        if model.norms is not None:  # eval mode: a fixed affine map per channel
+            norm = model.norms[i]
+            h = F.batch_norm(h, norm.running_mean, norm.running_var, norm.weight, norm.bias, eps=norm.eps)
+        pooled.append(torch.relu(h).amax(2))
+    return model.output(model.fc(torch.cat(pooled, 1)))[0]
+
+
+@pytest.mark.parametrize("norm", [None, "batch_renorm"])
+def test_charcnn_wide_stack_matches_a_plain_per_text_computation(norm):
+    model = randomise_norms(build("charcnn", widths=[1, 3, 5], norm=norm))
+    assert model.min_length == 1 and len(model.convs) == 3
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.randint(2, VOCAB, (n,), generator=g).tolist() for n in (1, 2, 4, 9, 40)]
+    with torch.no_grad():
+        got = model(*batch(rows, model))
+        want = torch.stack([reference_wide_charcnn(model, row) for row in rows])
+    assert torch.allclose(got, want, atol=1e-5)
+    assert_padding_independent(model, rows, torch.randint(2, VOCAB, (80,), generator=g).tolist())
+
+
+@pytest.mark.parametrize("widths", [[], [3, 0]])
+def test_charcnn_refuses_bad_widths(widths):
+    with pytest.raises(ValueError, match="widths must be a non-empty list"):
+        build("charcnn", widths=widths)
+
+
 # ---------------------------------------------------------------- each family learns
 
 
@@ -368,6 +400,8 @@ FAMILIES = {  # model, dataset size per label, vocabulary, train section
     # a deep character model needs more data than 40 texts a label (on 40 it learns them by heart)
     "charcnn": ({"type": "charcnn", "embedding_dim": 16, "num_filters": 32, "fc_size": 32, "dropout": 0.1},
                 300, "char", {"epochs": 10, "batch_size": 32, "optimizer": {"type": "adam", "lr": 0.01}}),
+    "charcnn_wide": ({"type": "charcnn", "widths": [3, 5], "embedding_dim": 16, "num_filters": 32, "fc_size": 32,
+                      "dropout": 0.1}, 100, "char", {"epochs": 10, "optimizer": {"type": "adam", "lr": 0.01}}),
 }
 
 
@@ -381,7 +415,7 @@ def test_each_family_learns_the_synthetic_task(tmp_path, family):
     print(f"{family}: {time.perf_counter() - start:.1f}s, dev accuracy {summary['best']:.3f}")
     assert summary["best"] >= 0.9
     loaded = api.load_model(tmp_path / "m.pt")
-    assert loaded.task.min_length == getattr(loaded.model, "min_length", 1)  # charcnn: 123, kept in the file
+    assert loaded.task.min_length == getattr(loaded.model, "min_length", 1)  # charcnn: 123 (wide: 1), kept in the file
     assert api.evaluate(loaded, data.dev)["accuracy"] == pytest.approx(summary["best"])
 
 
