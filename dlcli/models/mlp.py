@@ -14,14 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlcli.nn.pooling import GLOBAL_POOLINGS, masked_max, masked_mean
-
-
-class MeanMaxPooling1d(nn.Module):
-    """(B, T, H), mask (B, T) -> (B, 2H): the masked mean and max of each row, concatenated."""
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.cat([masked_mean(x, mask), masked_max(x, mask)], dim=-1)
+from dlcli.nn.pooling import GLOBAL_POOLINGS, GlobalMeanMaxPooling1d
 
 
 class MLPClassifier(nn.Module):
@@ -35,7 +28,7 @@ class MLPClassifier(nn.Module):
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError("word_dropout must be in [0, 1)")
         self.word_dropout = word_dropout
-        poolings = {**GLOBAL_POOLINGS, "mean+max": MeanMaxPooling1d}
+        poolings = {**GLOBAL_POOLINGS, "mean+max": GlobalMeanMaxPooling1d}  # 2x the width: MLP only
         if pooling not in poolings:
             raise ValueError(f"pooling must be one of {', '.join(poolings)}")
         self.pool = poolings[pooling]()

@@ -36,6 +36,13 @@ class GlobalMaxPooling1d(nn.Module):
         return masked_max(x, mask)
 
 
+class GlobalMeanMaxPooling1d(nn.Module):
+    """(B, T, H), mask (B, T) -> (B, 2H): the masked mean and max, concatenated."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.cat([masked_mean(x, mask), masked_max(x, mask)], dim=-1)
+
+
 GLOBAL_POOLINGS = {"mean": GlobalAveragePooling1d, "max": GlobalMaxPooling1d}
 
 
