@@ -67,7 +67,7 @@ def _scan(buf, bounds, starts, ends, owner, fill):
     for t in range(bounds.shape[0] - 1):
         start, i, stop = -1, bounds[t], bounds[t + 1]
         while i < stop:
-            width = 0 if _FIRST_BYTE[buf[i]] == 0 else _space_width(buf, i)
+            width = _space_width(buf, i)
             if width == 0:
                 if start < 0:
                     start = i

@@ -107,5 +107,5 @@ def uniform_rows(table: torch.Tensor, bound: float) -> None:
         values *= 2 * bound
         values -= bound
 
-    with torch.no_grad(), ThreadPoolExecutor(max(1, min(INIT_BLOCKS, torch.get_num_threads()))) as pool:
+    with ThreadPoolExecutor(max(1, min(INIT_BLOCKS, torch.get_num_threads()))) as pool:
         list(pool.map(fill, zip(table.chunk(INIT_BLOCKS), seeds)))
