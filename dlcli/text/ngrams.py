@@ -107,6 +107,10 @@ class NgramVocab(TokenVocab):
         ends = np.cumsum(np.bincount(owner_all, minlength=len(texts)))
         return _pieces(flat, ends)
 
+    def decode(self, ids: Iterable[int]) -> str:
+        """The vocabulary words of a bag, in order; hashed n-gram ids (>= the word count) have no text."""
+        return super().decode(i for i in map(int, ids) if i < self.num_words)
+
     @property
     def splits_at_whitespace(self) -> bool:
         return self.unit == "word" and self.pattern == WHITESPACE

@@ -1,7 +1,9 @@
-"""Pretrained word vectors (word2vec text or binary, GloVe text) for initialising an embedding table.
+"""Pretrained word vectors (word2vec text or binary, GloVe text): read, written, and copied into
+an embedding table.
 
-Only the rows of words in the model's vocabulary are kept, so a multi-GB vectors file costs one
-pass over it and memory for the vocabulary alone. Formats:
+`load_vectors` keeps only the rows of words in the model's vocabulary, so a multi-GB vectors file
+costs one pass over it and memory for the vocabulary alone; `read_vectors` keeps every entry.
+Formats:
 - word2vec text: a `COUNT DIM` header line, then `word v1 ... vDIM` per line;
 - GloVe text: the same lines without a header;
 - word2vec binary (`.bin`): the header line, then per word its UTF-8 bytes, a space and DIM
@@ -10,8 +12,13 @@ pass over it and memory for the vocabulary alone. Formats:
 
 from __future__ import annotations
 
+import gzip
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dlcli.errors import DataError
@@ -32,18 +39,10 @@ def load_vectors(path: str | Path, index: dict[str, int], lowercase: bool, fmt: 
                  encoding: str = "utf-8") -> tuple[torch.Tensor, torch.Tensor]:
     """(matrix (len(index), D), found (len(index),) bool): the vector of each vocabulary word that
     the file has; the first entry of a word wins (files list frequent forms first)."""
-    path = Path(path)
-    if fmt not in FORMATS:
-        raise DataError(f"unknown vectors format {fmt!r}", f"use one of {', '.join(FORMATS)}")
-    fmt = guess_format(path) if fmt == "auto" else fmt
-    entries = _binary(path) if fmt == "word2vec_binary" else _text(path, fmt == "word2vec", encoding)
     rows: dict[int, list[float]] = {}
     dim = None
-    for where, word, values in entries:
-        if dim is None:
-            dim = len(values)
-        elif len(values) != dim:
-            raise DataError(f"{where}: {len(values)} values where earlier vectors have {dim}")
+    for word, values in _entries(Path(path), fmt, encoding):
+        dim = len(values)
         row = index.get(word.lower() if lowercase else word)
         if row is not None and row not in rows:
             rows[row] = values
@@ -56,6 +55,79 @@ def load_vectors(path: str | Path, index: dict[str, int], lowercase: bool, fmt: 
         matrix[keys] = torch.tensor(list(rows.values()), dtype=torch.float32)
         found[keys] = True
     return matrix, found
+
+
+def read_vectors(path: str | Path, fmt: str = "auto", encoding: str = "utf-8") -> tuple[list[str], np.ndarray]:
+    """(words, matrix (N, D) float32): every entry of the file, in file order, repeats included."""
+    words, rows = [], []
+    for word, values in _entries(Path(path), fmt, encoding):
+        words.append(word)
+        rows.append(values)
+    if not rows:
+        raise DataError(f"{path}: no vectors found")
+    return words, np.array(rows, dtype=np.float32)
+
+
+def write_vectors(path: str | Path, words: list[str], matrix, fmt: str = "word2vec") -> None:
+    """Write `words` and their rows of `matrix` ((N, D) array or tensor, stored as float32) in `fmt`
+    (word2vec, word2vec_binary or glove; gzipped when `path` ends in .gz). Atomic: a crash leaves
+    any previous file whole. Name binary files `*.bin` so that `guess_format` knows them.
+
+    Text values use 9 significant digits, the most a float32 needs to read back bit for bit.
+    """
+    if fmt not in FORMATS[1:]:
+        raise ValueError(f"unknown vectors format {fmt!r}: use one of {', '.join(FORMATS[1:])}")
+    if isinstance(matrix, torch.Tensor):
+        matrix = matrix.detach().to("cpu", torch.float32).numpy()
+    matrix = np.ascontiguousarray(matrix, dtype="<f4")
+    if matrix.ndim != 2 or matrix.shape[0] != len(words) or matrix.shape[1] == 0:
+        raise ValueError(f"need an (N, D) matrix with N = {len(words)} words and D >= 1, got {matrix.shape}")
+    for word in words:
+        # word2vec's own reader ends a word at a space, tab or newline; the text readers at a space.
+        if word.split() != [word]:
+            raise ValueError(f"word {word!r}: a vectors file cannot hold an empty word or one with whitespace")
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            if path.suffix == ".gz":
+                with gzip.GzipFile(fileobj=raw, mode="wb") as fh:
+                    _write_entries(fh, words, matrix, fmt)
+            else:
+                _write_entries(raw, words, matrix, fmt)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_entries(fh, words: list[str], matrix: np.ndarray, fmt: str) -> None:
+    if fmt != "glove":
+        fh.write(f"{len(words)} {matrix.shape[1]}\n".encode())
+    if fmt == "word2vec_binary":
+        for word, row in zip(words, matrix):
+            fh.write(word.encode("utf-8") + b" " + row.tobytes() + b"\n")
+        return
+    template = " ".join(["%.9g"] * matrix.shape[1])
+    for word, row in zip(words, matrix.tolist()):
+        fh.write(f"{word} {template % tuple(row)}\n".encode())
+
+
+def _entries(path: Path, fmt: str, encoding: str) -> Iterator[tuple[str, list[float]]]:
+    """(word, values) for every entry of a vectors file, all of one length."""
+    if fmt not in FORMATS:
+        raise DataError(f"unknown vectors format {fmt!r}", f"use one of {', '.join(FORMATS)}")
+    fmt = guess_format(path) if fmt == "auto" else fmt
+    entries = _binary(path) if fmt == "word2vec_binary" else _text(path, fmt == "word2vec", encoding)
+    dim = None
+    for where, word, values in entries:
+        if dim is None:
+            dim = len(values)
+        elif len(values) != dim:
+            raise DataError(f"{where}: {len(values)} values where earlier vectors have {dim}")
+        yield word, values
 
 
 def _text(path: Path, header: bool, encoding: str):
@@ -76,8 +148,6 @@ def _text(path: Path, header: bool, encoding: str):
 
 
 def _binary(path: Path):
-    import numpy as np
-
     with open_binary(path) as fh:
         header = fh.readline().split()
         try:

@@ -1,7 +1,10 @@
 """Text -> token ids: word, character and trained subword (BPE / WordPiece) encoders.
 
 An encoder is built from the training texts by a registered builder (`vocab.type` in a recipe)
-and round-trips through a plain dict stored in the checkpoint.
+and round-trips through a plain dict stored in the checkpoint (`vocabularies.from_dict`).
+Ids 0 and 1 are padding and unknown; the optional BOS/EOS specials come next (2, then 3), so
+vocabularies without them keep the ids of older checkpoints. `encode` never adds the specials:
+`wrap(ids)` does, and `decode` drops them again (and padding).
 """
 
 from __future__ import annotations
@@ -10,13 +13,23 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-PAD, UNK = "<pad>", "<unk>"
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
+SUBWORD_SPECIALS = {PAD: "[PAD]", UNK: "[UNK]", BOS: "[BOS]", EOS: "[EOS]"}
 # Words with inner apostrophes stay whole ("don't", "n't", "'s"); other punctuation splits off.
 WORD_PATTERN = r"\w+(?:['’]\w+)*|['’]\w+|[^\w\s]"
 
 
+def specials(bos: bool = False, eos: bool = False) -> list[str]:
+    return [PAD, UNK] + [BOS] * bos + [EOS] * eos
+
+
+def _wrap(ids: Iterable[int], bos_id: int | None, eos_id: int | None) -> list[int]:
+    return [bos_id] * (bos_id is not None) + list(ids) + [eos_id] * (eos_id is not None)
+
+
 class TokenVocab:
-    """Word or character tokens mapped through a frequency-ranked vocabulary (0 = pad, 1 = unk).
+    """Word or character tokens mapped through a frequency-ranked vocabulary (0 = pad, 1 = unk,
+    then BOS and EOS when `bos` / `eos`: `tokens` must already hold them there).
 
     Characters drop whitespace, unless keep_spaces: then each run of it is one " " token, so a
     character model sees where words end (leading and trailing whitespace is still dropped).
@@ -26,14 +39,18 @@ class TokenVocab:
     unk_id = 1
 
     def __init__(self, kind: str, tokens: list[str], lowercase: bool, pattern: str | None,
-                 keep_spaces: bool = False):
+                 keep_spaces: bool = False, *, bos: bool = False, eos: bool = False):
         self.kind = kind
         self.tokens = tokens
         self.lowercase = lowercase
         self.pattern = pattern
         self.keep_spaces = keep_spaces
+        self.bos_id = 2 if bos else None
+        self.eos_id = 2 + bos if eos else None
         self.index = {t: i for i, t in enumerate(tokens)}
         self._regex = re.compile(pattern) if kind == "word" else None
+        self._separator = " " if kind == "word" else ""  # keep_spaces' " " tokens carry the spaces
+        self._silent = {self.pad_id, self.bos_id, self.eos_id} - {None}  # ids decode drops
 
     @property
     def size(self) -> int:
@@ -55,19 +72,36 @@ class TokenVocab:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [self.encode(t) for t in texts]
 
+    def wrap(self, ids: Iterable[int]) -> list[int]:
+        """`ids` between BOS and EOS, each only if this vocabulary has it."""
+        return _wrap(ids, self.bos_id, self.eos_id)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The tokens of `ids` joined by one space (words) or nothing (characters), without
+        padding, BOS and EOS; an unknown id gives "<unk>"."""
+        silent, tokens = self._silent, self.tokens
+        return self._separator.join(tokens[i] for i in map(int, ids) if i not in silent)
+
+    def decode_batch(self, batch: Iterable[Iterable[int]]) -> list[str]:
+        return [self.decode(ids) for ids in batch]
+
     def to_dict(self) -> dict:
         # One newline-joined string (tokens never hold a newline; keep_spaces' " " is the only
         # whitespace one): checkpoints unpickle it at once, where a list of 100k strings takes the
         # weights-only unpickler most of a second.
         data = {"type": self.kind, "size": self.size, "lowercase": self.lowercase,
                 "pattern": self.pattern, "tokens": "\n".join(self.tokens)}
-        if self.keep_spaces:  # absent otherwise, as in files written before the knob
-            data["keep_spaces"] = True
+        knobs = {"keep_spaces": self.keep_spaces, "bos": self.bos_id is not None, "eos": self.eos_id is not None}
+        data.update({k: True for k, on in knobs.items() if on})  # absent when off, as before the knobs
         return data
 
 
 class SubwordVocab:
-    """A BPE or WordPiece tokenizer trained with HF `tokenizers`; stored as its JSON."""
+    """A BPE or WordPiece tokenizer trained with HF `tokenizers`; stored as its JSON.
+
+    Its BOS/EOS ids are looked up in the tokenizer, so the JSON alone says whether it has them
+    (the pre-tokenizer splits "[" off, so no learned piece can be named "[BOS]").
+    """
 
     pad_id = 0
     unk_id = 1
@@ -79,6 +113,9 @@ class SubwordVocab:
         self.lowercase = lowercase
         self.tokenizer_json = tokenizer_json
         self._tok = Tokenizer.from_str(tokenizer_json)
+        self.bos_id = self._tok.token_to_id(SUBWORD_SPECIALS[BOS])
+        self.eos_id = self._tok.token_to_id(SUBWORD_SPECIALS[EOS])
+        self._silent = {self.pad_id, self.bos_id, self.eos_id} - {None}
 
     @property
     def size(self) -> int:
@@ -93,51 +130,73 @@ class SubwordVocab:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch(texts)]
 
+    def wrap(self, ids: Iterable[int]) -> list[int]:
+        """`ids` between BOS and EOS, each only if this vocabulary has it."""
+        return _wrap(ids, self.bos_id, self.eos_id)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The tokenizer's decoder over `ids` without padding, BOS and EOS; unknown pieces show as
+        "[UNK]" (in BPE one has no word-end mark, so it runs into the next word). BPE vocabularies
+        trained before pieces marked word ends ("</w>") decode with all words run together."""
+        return self._tok.decode(self._spoken(ids), skip_special_tokens=False)
+
+    def decode_batch(self, batch: Iterable[Iterable[int]]) -> list[str]:
+        return self._tok.decode_batch([self._spoken(ids) for ids in batch], skip_special_tokens=False)
+
+    def _spoken(self, ids: Iterable[int]) -> list[int]:
+        return [i for i in map(int, ids) if i not in self._silent]
+
     def to_dict(self) -> dict:
         return {"type": self.kind, "size": self.size, "lowercase": self.lowercase,
                 "tokenizer_json": self.tokenizer_json}
 
 
-def _ranked(counts: Counter, min_freq: int, max_size: int | None) -> list[str]:
+def _ranked(counts: Counter, min_freq: int, max_size: int | None, first: list[str] | None = None) -> list[str]:
+    """`first` (the specials, PAD and UNK by default), then the tokens seen `min_freq` times, most
+    frequent first; `max_size` counts the specials."""
     ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
-    specials = [PAD, UNK]
+    first = first or specials()
     if max_size is not None:
-        ranked = ranked[: max(0, max_size - len(specials))]
-    return specials + ranked
+        ranked = ranked[: max(0, max_size - len(first))]
+    return first + ranked
 
 
 def build_word_vocab(
     texts: Iterable[str], *, lowercase: bool = False, pattern: str = WORD_PATTERN,
-    min_freq: int = 1, max_size: int | None = None,
+    min_freq: int = 1, max_size: int | None = None, bos: bool = False, eos: bool = False,
 ) -> TokenVocab:
-    probe = TokenVocab("word", [PAD, UNK], lowercase, pattern)
+    probe = TokenVocab("word", specials(), lowercase, pattern)
     counts = Counter(t for text in texts for t in probe.tokenize(text))
-    return TokenVocab("word", _ranked(counts, min_freq, max_size), lowercase, pattern)
+    return TokenVocab("word", _ranked(counts, min_freq, max_size, specials(bos, eos)), lowercase, pattern,
+                      bos=bos, eos=eos)
 
 
 def build_char_vocab(
     texts: Iterable[str], *, lowercase: bool = False, min_freq: int = 1, max_size: int | None = None,
-    keep_spaces: bool = False,
+    keep_spaces: bool = False, bos: bool = False, eos: bool = False,
 ) -> TokenVocab:
-    probe = TokenVocab("char", [PAD, UNK], lowercase, None, keep_spaces)
+    probe = TokenVocab("char", specials(), lowercase, None, keep_spaces)
     counts = Counter(t for text in texts for t in probe.tokenize(text))
-    return TokenVocab("char", _ranked(counts, min_freq, max_size), lowercase, None, keep_spaces)
+    return TokenVocab("char", _ranked(counts, min_freq, max_size, specials(bos, eos)), lowercase, None,
+                      keep_spaces, bos=bos, eos=eos)
 
 
-def _build_subword(kind: str, texts: Iterable[str], vocab_size: int, lowercase: bool,
-                   min_freq: int) -> SubwordVocab:
+def _build_subword(kind: str, texts: Iterable[str], vocab_size: int, lowercase: bool, min_freq: int,
+                   bos: bool, eos: bool) -> SubwordVocab:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    specials = ["[PAD]", "[UNK]"]
+    # The trainer numbers its special tokens first, in this order: [PAD] 0, [UNK] 1, [BOS], [EOS].
+    pieces = [SUBWORD_SPECIALS[t] for t in specials(bos, eos)]
     if kind == "bpe":
-        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_freq,
-                                      special_tokens=specials, show_progress=False)
-        tok.decoder = decoders.BPEDecoder()
+        # Word-final pieces carry "</w>", so that the decoder knows where to put the spaces back.
+        tok = Tokenizer(models.BPE(unk_token="[UNK]", end_of_word_suffix="</w>"))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_freq, special_tokens=pieces,
+                                      end_of_word_suffix="</w>", show_progress=False)
+        tok.decoder = decoders.BPEDecoder(suffix="</w>")
     else:
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_freq,
-                                            special_tokens=specials, show_progress=False)
+                                            special_tokens=pieces, show_progress=False)
         tok.decoder = decoders.WordPiece()
     steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
     tok.normalizer = normalizers.Sequence(steps)
@@ -147,13 +206,13 @@ def _build_subword(kind: str, texts: Iterable[str], vocab_size: int, lowercase: 
 
 
 def build_bpe_vocab(texts: Iterable[str], *, vocab_size: int = 8000, lowercase: bool = False,
-                    min_freq: int = 2) -> SubwordVocab:
-    return _build_subword("bpe", texts, vocab_size, lowercase, min_freq)
+                    min_freq: int = 2, bos: bool = False, eos: bool = False) -> SubwordVocab:
+    return _build_subword("bpe", texts, vocab_size, lowercase, min_freq, bos, eos)
 
 
 def build_wordpiece_vocab(texts: Iterable[str], *, vocab_size: int = 8000, lowercase: bool = False,
-                          min_freq: int = 2) -> SubwordVocab:
-    return _build_subword("wordpiece", texts, vocab_size, lowercase, min_freq)
+                          min_freq: int = 2, bos: bool = False, eos: bool = False) -> SubwordVocab:
+    return _build_subword("wordpiece", texts, vocab_size, lowercase, min_freq, bos, eos)
 
 
 def token_list(data: dict) -> list[str]:
@@ -161,15 +220,20 @@ def token_list(data: dict) -> list[str]:
     return tokens.split("\n") if isinstance(tokens, str) else list(tokens)  # a list: older checkpoints
 
 
-def vocab_from_dict(data: dict) -> TokenVocab | SubwordVocab:
-    kind = data.get("type")
-    if kind in ("word", "char"):
-        return TokenVocab(kind, token_list(data), bool(data["lowercase"]), data.get("pattern"),
-                          bool(data.get("keep_spaces", False)))
-    if kind in ("bpe", "wordpiece"):
-        return SubwordVocab(kind, data["tokenizer_json"], bool(data["lowercase"]))
-    if kind == "ngrams":
-        from dlcli.text.ngrams import ngram_vocab_from_dict
+def token_vocab_from_dict(data: dict) -> TokenVocab:
+    """A word or char vocabulary from its `to_dict()`; keys an older file lacks mean the knob is off."""
+    return TokenVocab(data["type"], token_list(data), bool(data["lowercase"]), data.get("pattern"),
+                      bool(data.get("keep_spaces", False)), bos=bool(data.get("bos", False)),
+                      eos=bool(data.get("eos", False)))
 
-        return ngram_vocab_from_dict(data)
-    raise ValueError(f"unknown vocabulary type {kind!r}")
+
+def subword_vocab_from_dict(data: dict) -> SubwordVocab:
+    return SubwordVocab(data["type"], data["tokenizer_json"], bool(data["lowercase"]))
+
+
+def vocab_from_dict(data: dict):
+    # Kept until its importers move to vocabularies.from_dict; imported at call time because
+    # vocabularies imports this module.
+    from dlcli.text.vocabularies import from_dict
+
+    return from_dict(data)
