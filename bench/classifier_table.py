@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 from _report import edited_doc
 
-from dlcli.recipe import load_recipe
+from dlcli.registry import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes" / "classify"

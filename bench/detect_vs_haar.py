@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CASCADE = "haarcascade_frontalface_default.xml"
 
 
-def dlcli_detector(model, task):
-    """photo (H, W, 3) uint8 -> [(box, score)], one photo per call, with the task's options."""
-    kwargs = {**task.detect_options(task.options()), "batch_size": 1}
+def dlcli_detector(model, task, options: dict):
+    """photo (H, W, 3) uint8 -> [(box, score)], one photo per call, with the checkpoint's options."""
+    kwargs = {**task.detect_options(options), "batch_size": 1}
 
     def detect(photo: np.ndarray):
         faces = model.detect([torch.from_numpy(photo)], **kwargs)[0]
@@ -52,7 +52,7 @@ def dlcli_detector(model, task):
 
 
 def shipped_model(name: str):
-    """(model, task) of a dlcli checkpoint, or None with a message when it cannot be loaded."""
+    """(model, task, predict options) of a dlcli checkpoint, or None with a message when it cannot be loaded."""
     from dlcli import api
     from dlcli.errors import DlcliError
 
@@ -64,11 +64,11 @@ def shipped_model(name: str):
     if loaded.data["task"] != "detect_faces":
         print(f"skipping dlcli model {name!r}: a {loaded.data['task']} model, not a face detector", file=sys.stderr)
         return None
-    return loaded.model, loaded.task
+    return loaded.model, loaded.task, loaded.predict_defaults
 
 
 def original_mtcnn():
-    """(model, task) of the original weights as `dlcli convert mtcnn` makes them, or None."""
+    """(model, task, predict options) of the original weights as `dlcli convert mtcnn` makes them, or None."""
     from dlcli.convert.mtcnn import convert_mtcnn
     from dlcli.models.mtcnn import MTCNN
     from dlcli.tasks.detect_faces import DetectFacesTask
@@ -82,7 +82,7 @@ def original_mtcnn():
         return None
     model = MTCNN().eval()
     model.load_state_dict(payload["state_dict"])
-    return model, DetectFacesTask.from_checkpoint(payload)
+    return model, DetectFacesTask.from_checkpoint(payload), payload["recipe"]["predict"]
 
 
 def haar_detector(threads: int):
@@ -185,7 +185,8 @@ def main() -> None:
             found, ms = run(detect, photos)
             report = detection_report(found, annotations, iou=0.3)
             if loaded is not None:  # the batched library path, as `dlcli evaluate` runs it
-                library = evaluate_detector(*loaded, annotations, iou=0.3)
+                model, task, options = loaded
+                library = evaluate_detector(model, task.detect_options(options), annotations, iou=0.3)
                 if abs(library["ap"] - report["ap"]) > 1e-3 or abs(library["ap50"] - report["ap50"]) > 1e-3:
                     print(f"warning: {label}: batched evaluation gives AP {library['ap50']:.4f} / {library['ap']:.4f}",
                           file=sys.stderr)

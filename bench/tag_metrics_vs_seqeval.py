@@ -18,7 +18,7 @@ from seqeval import metrics as seqeval
 
 from dlcli import api
 from dlcli.metrics import tagging_report
-from dlcli.recipe import DataConfig, data_root, parse_section
+from dlcli.recipe import data_root, parse_section
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     loaded = api.load_model(args.model)
-    cfg = parse_section(DataConfig, loaded.recipe["data"], "data")
+    cfg = parse_section(loaded.task.data_section, loaded.recipe["data"], "data")
     sentences = loaded.task.read(data_root() / args.data, cfg)
     pred = loaded.task.tag_sentences(loaded.model, [s.tokens for s in sentences], [s.features for s in sentences])
     gold = [s.tags for s in sentences]

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from dlcli import __version__
+from dlcli import __version__, migrations
 from dlcli.errors import CheckpointError
 
 MODEL_FORMAT = "dlcli.model"
 STATE_FORMAT = "dlcli.train_state"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: recipes hold only their task's data and predict fields (dlcli/migrations.py)
 
 # Models shipped inside the package (later issues add taggers and the face detector).
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -45,6 +45,11 @@ def resolve_model(name: str | os.PathLike) -> Path:
     raise CheckpointError(
         f"model not found: {path.resolve()}", "pass the .pt file written by `dlcli train`"
     )
+
+
+def sidecar(out: Path, suffix: str) -> Path:
+    """Files that live next to a checkpoint: `model.pt` -> `model.metrics.jsonl`, ..."""
+    return Path(out).with_name(f"{Path(out).stem}.{suffix}")
 
 
 def save(path: str | os.PathLike, payload: dict, kind: str = MODEL_FORMAT) -> None:
@@ -105,7 +110,7 @@ def read(path: str | os.PathLike, kind: str = MODEL_FORMAT) -> dict[str, Any]:
             f"({FORMAT_VERSION})",
             f"it was written by dlcli {data.get('dlcli_version')}; upgrade dlcli",
         )
-    return data
+    return migrations.upgrade(data, version)
 
 
 def load(path: str | os.PathLike, kind: str = MODEL_FORMAT) -> dict[str, Any]:

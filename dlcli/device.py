@@ -69,6 +69,23 @@ def setup_placement(name: str) -> Placement:
     return Placement(device, rank, world_size)
 
 
+def wrap_distributed(model: torch.nn.Module, placement: Placement) -> torch.nn.Module:
+    """The module that runs forward in training: under torchrun, DistributedDataParallel around `model`."""
+    if not placement.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [placement.device.index] if placement.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def unwrapped(net: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return net.module if isinstance(net, DistributedDataParallel) else net
+
+
 def teardown_placement(placement: Placement) -> None:
     if placement.distributed:
         import torch.distributed as dist

@@ -12,6 +12,7 @@ import inspect
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -32,41 +33,31 @@ class Component:
         return {"type": self.type, **self.kwargs}
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    train: str | None = None
-    dev: str | None = None
-    # classify: tsv | csv | jsonl | fasttext; tag: conll | segmented | word_tag; detect_faces: crops | jsonl | wider
-    format: str = "tsv"
-    label_column: int = 0
-    text_column: int = 1
-    header: bool = False
-    text_field: str = "text"
-    label_field: str = "label"
-    encoding: str = "utf-8"
-    multi_label: bool = False
-    max_length: int | None = None  # classify: longer texts are truncated; tag: cut into pieces
-    vectors: str | None = None  # pretrained word vectors that initialise the word embedding
-    vectors_format: str = "auto"  # auto | word2vec | word2vec_binary | glove
-    # tagging (see dlcli/text/tagging.py)
-    token_column: int = 0
-    tag_column: int = -1  # negative: counted from the last column
-    feature_columns: list[int] = field(default_factory=list)  # extra input columns, e.g. POS
-    column_separator: str | None = None  # default: any whitespace
-    tag_scheme: str = "bio"  # the files' scheme: bio | iob1 | bioes | bmes | none (per-token labels)
-    train_scheme: str | None = None  # re-tag to this scheme for training, e.g. iob1 -> bioes
-    bigrams: bool = False  # add each token's bigram with its right neighbour as a feature
-    feature_min_freq: int = 1
-    # face detection (see dlcli/tasks/detect_faces.py)
-    stage: str | None = None  # the net a recipe trains: pnet | rnet | onet
-    init: str | None = None  # a detector checkpoint (or shipped name) whose nets this run starts from
-    extra_train: list[str] = field(default_factory=list)  # more crop lists, resized to the stage's input
-    recrop: int = 0  # windows tried around the face of each crop at least twice the stage's size
-    backgrounds: str | None = None  # a folder of face-free photos: random negative crops from each
-    background_negatives: int = 30  # crops per background photo
-    dev_fraction: float = 0.0  # without data.dev: hold out this share of the training samples
-    augment: bool = True  # random mirror images and colour jitter while training
-    cache_dir: str | None = None  # samples made from annotated photos; default ~/.cache/dlcli/samples
+def choice(default: Any, choices: tuple, **kwargs) -> Any:
+    """A section field whose value must be one of `choices` (None passes where the type allows it)."""
+    return field(default=default, metadata={"choices": choices}, **kwargs)
+
+
+def data_path(**kwargs) -> Any:
+    """A data field naming a file or folder (or a list of them; default None), resolved against the
+    data root before a run reads it."""
+    if "default_factory" not in kwargs:
+        kwargs.setdefault("default", None)
+    return field(metadata={"path": True}, **kwargs)
+
+
+def checkpoint_ref(default: Any = None, **kwargs) -> Any:
+    """A data field naming a checkpoint (or shipped model) that a run starts from: loaded by the
+    run and handed to the task as `init`."""
+    return field(default=default, metadata={"checkpoint": True}, **kwargs)
+
+
+def path_fields(section: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(section) if f.metadata.get("path")]
+
+
+def checkpoint_fields(section: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(section) if f.metadata.get("checkpoint")]
 
 
 @dataclass(frozen=True)
@@ -86,35 +77,26 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class PredictConfig:
-    batch_size: int = 256
-    top_k: int = 1
-    threshold: float | None = None
-
-
-@dataclass(frozen=True)
 class Recipe:
+    """A whole recipe. `data` and `predict` are the task's own sections (`Task.data_section`,
+    `Task.predict_section`); `vocab` is one component, a mapping of them, or None, as the task's
+    `vocabs` declares."""
+
     task: str
     model: Component
     seed: int = 13
-    device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16 | fp16
-    data: DataConfig = DataConfig()
-    vocab: Component = Component("word")
+    device: str = "auto"  # validated by dlcli.device
+    precision: str = choice("fp32", ("fp32", "bf16", "fp16"))
+    data: Any = None
+    vocab: Any = None
     train: TrainConfig = TrainConfig()
-    predict: PredictConfig = PredictConfig()
+    predict: Any = None
 
     def to_dict(self) -> dict:
-        return _to_plain(self)
-
-
-CHOICES = {
-    "device": None,  # validated by dlcli.device
-    "precision": ("fp32", "bf16", "fp16"),
-    "data.format": ("tsv", "csv", "jsonl", "fasttext", "conll", "segmented", "word_tag", "crops", "wider"),
-    "data.tag_scheme": ("bio", "iob1", "bioes", "bmes", "none"),
-    "data.vectors_format": ("auto", "word2vec", "word2vec_binary", "glove"),
-}
+        out = _to_plain(self)
+        if self.vocab is None:
+            del out["vocab"]
+        return out
 
 
 def _to_plain(obj: Any) -> Any:
@@ -122,13 +104,17 @@ def _to_plain(obj: Any) -> Any:
         return obj.to_dict()
     if dataclasses.is_dataclass(obj):
         return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
     return obj
 
 
 # ---------------------------------------------------------------- loading
 
 
-def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+def load_recipe(path: str | Path, overrides: list[str], task_of: Callable[[str], Any]) -> Recipe:
+    """The recipe file with `--set` overrides applied; `task_of(name)` gives a task's adapter class
+    (whose sections the recipe's `data`, `predict` and `vocab` are read as)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -147,7 +133,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of keys (task, model, data, ...)")
     apply_overrides(raw, overrides)
-    return parse_recipe(raw, source=str(path))
+    return parse_recipe(raw, task_of, source=str(path))
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> None:
@@ -178,17 +164,40 @@ def _is_component_key(parts: list[str]) -> bool:
     return parts in (["model"], ["vocab"], ["train", "optimizer"], ["train", "lr_schedule"])
 
 
-def parse_recipe(raw: dict, source: str = "<recipe>") -> Recipe:
+def parse_recipe(raw: dict, task_of: Callable[[str], Any], source: str = "<recipe>") -> Recipe:
     errors: list[str] = []
-    recipe = _build(Recipe, raw, "", errors)
-    if not errors:
-        for key, choices in CHOICES.items():
-            value = _lookup(recipe, key)
-            if choices and value not in choices:
-                errors.append(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    sections: dict = {}
+    adapter = None
+    if "task" in raw:  # without it, the other sections are still checked (and its absence reported)
+        try:
+            adapter = task_of(str(raw["task"]))
+            sections = {"data": adapter.data_section, "predict": adapter.predict_section}
+        except RecipeError as exc:
+            raise RecipeError(f"{source}: {exc.message}", exc.hint) from None
+    recipe = _build(Recipe, raw, "", errors, sections)
+    if recipe is not None and adapter is not None:
+        recipe = dataclasses.replace(recipe, vocab=_vocab_components(raw.get("vocab"), adapter.vocabs, errors))
     if errors:
         raise RecipeError(f"{source}: " + "; ".join(errors))
     return recipe
+
+
+def _vocab_components(raw: Any, names: tuple[str, ...], errors: list[str]) -> Any:
+    """`vocab:` as the task declares it: one component (default `word`), none, or one per name."""
+    if not names:
+        if raw is not None:
+            errors.append("vocab: this task builds no vocabulary; remove the section")
+        return None
+    if names == ("vocab",):
+        return _convert(raw if raw is not None else "word", Component, "vocab", errors)
+    raw = raw if raw is not None else {}
+    if not isinstance(raw, dict):
+        errors.append(f"vocab: expected a mapping of {', '.join(names)}, got {raw!r}")
+        return None
+    for key in raw:
+        if key not in names:
+            errors.append(unknown_key_message(f"vocab.{key}", str(key), names))
+    return {name: _convert(raw.get(name, "word"), Component, f"vocab.{name}", errors) for name in names}
 
 
 def parse_section(cls: type, raw: dict, name: str) -> Any:
@@ -200,13 +209,8 @@ def parse_section(cls: type, raw: dict, name: str) -> Any:
     return section
 
 
-def _lookup(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
+def _build(cls: type, raw: Any, prefix: str, errors: list[str], sections: dict | None = None) -> Any:
+    """`cls` from a mapping; `sections` gives the dataclass of fields typed `Any` (a task's own)."""
     if not isinstance(raw, dict):
         errors.append(f"{prefix.rstrip('.') or 'recipe'}: expected a mapping, got {raw!r}")
         return None
@@ -222,7 +226,14 @@ def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 errors.append(f"{dotted}: required key is missing")
             continue
-        values[name] = _convert(raw[name], hints[name], dotted, errors)
+        hint = (sections or {}).get(name, hints[name])
+        values[name] = _convert(raw[name], hint, dotted, errors)
+        choices = f.metadata.get("choices")
+        if choices and values[name] is not None and values[name] not in choices:
+            errors.append(f"{dotted}: {values[name]!r} is not one of {', '.join(map(str, choices))}")
+    for name, section in (sections or {}).items():
+        if name not in raw:  # a task's section left out: its defaults
+            values[name] = _build(section, {}, f"{prefix}{name}.", errors)
     try:
         return cls(**values)
     except TypeError:

@@ -8,6 +8,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from dlcli import recipe as recipe_module
 from dlcli.errors import RecipeError
 from dlcli.models import rnn
 from dlcli.models.attn_lstm import AttentionBiLSTM
@@ -19,15 +20,19 @@ from dlcli.models.rcnn import RCNN
 from dlcli.models.tagger import bilstm_crf, bilstm_softmax
 from dlcli.models.textcnn import TextCNN
 from dlcli.models.transformer import TransformerClassifier
-from dlcli.recipe import Component, bind_kwargs
-from dlcli.schedules import OPTIMIZERS, SCHEDULES
+from dlcli.recipe import Component, Recipe, bind_kwargs
+from dlcli.schedules import OPTIMIZERS as TORCH_OPTIMIZERS
+from dlcli.schedules import SCHEDULES
+from dlcli.steps import KERNEL_STEPS, AutogradStep, HogwildSGD
 from dlcli.tasks.classify import ClassifyTask
 from dlcli.tasks.detect_faces import DetectFacesTask
 from dlcli.tasks.tag import TagTask
-from dlcli.text import vocab
-from dlcli.text.ngrams import build_ngram_vocab
+from dlcli.text import vocabularies
 
-# Builders take data-derived sizes positionally and recipe knobs keyword-only.
+TASKS: dict[str, type] = {"classify": ClassifyTask, "tag": TagTask, "detect_faces": DetectFacesTask}
+
+# task -> model type -> builder. Builders take data-derived sizes positionally (as many as the
+# task's `model_positional`) and recipe knobs keyword-only.
 MODELS: dict[str, dict[str, Any]] = {
     "classify": {
         "mlp": MLPClassifier, "textcnn": TextCNN, "fasttext": FastText,
@@ -38,19 +43,34 @@ MODELS: dict[str, dict[str, Any]] = {
     "detect_faces": {"mtcnn": MTCNN},
 }
 
-TASKS = {"classify": ClassifyTask, "tag": TagTask, "detect_faces": DetectFacesTask}
+# train.optimizer types that run a model's own training kernel -> the (task, model type) pairs
+# whose models implement it (see dlcli/steps.py).
+KERNELS: dict[str, set[tuple[str, str]]] = {"hogwild_sgd": {("classify", "fasttext")}}
 
-VOCABS = {
-    "word": vocab.build_word_vocab,
-    "char": vocab.build_char_vocab,
-    "bpe": vocab.build_bpe_vocab,
-    "wordpiece": vocab.build_wordpiece_vocab,
-    "ngrams": build_ngram_vocab,
-}
+OPTIMIZERS = {**TORCH_OPTIMIZERS, "hogwild_sgd": HogwildSGD}
+
+VOCABS = {name: kind.build for name, kind in vocabularies.TYPES.items()}
 
 # How many leading positional arguments each kind of builder takes from the data, not the recipe
-# (a model builder: as many as its task adapter's `model_sizes()` gives).
+# (a model builder: as many as its task adapter's `model_positional`).
 _POSITIONAL = {"optimizer": 1, "lr_schedule": 3, "vocab": 1}
+
+
+def register_task(name: str, adapter: type, models: dict[str, Any]) -> None:
+    """Add a task and its models (a plug-in, or a test's own task); the names become checkpoint format."""
+    if name in TASKS:
+        raise ValueError(f"task {name!r} is registered already")
+    TASKS[name] = adapter
+    MODELS[name] = dict(models)
+
+
+def register_model(task: str, name: str, builder: Any, *, kernels: tuple[str, ...] = ()) -> None:
+    """Add a model type to a task; `kernels`: the step strategies (train.optimizer types) it implements."""
+    if name in MODELS[task]:
+        raise ValueError(f"model type {name!r} is registered for {task} already")
+    MODELS[task][name] = builder
+    for kernel in kernels:
+        KERNELS[kernel].add((task, name))
 
 
 def lookup(table: dict, name: str, dotted: str) -> Any:
@@ -65,6 +85,15 @@ def task_adapter(task: str):
     return lookup(TASKS, task, "task")
 
 
+def load_recipe(path, overrides=()) -> Recipe:
+    """A recipe file read with its task's sections (see dlcli.recipe.load_recipe)."""
+    return recipe_module.load_recipe(path, list(overrides), task_adapter)
+
+
+def parse_recipe(raw: dict, source: str = "<recipe>") -> Recipe:
+    return recipe_module.parse_recipe(raw, task_adapter, source)
+
+
 def resolve(kind: str, table: dict, component: Component, dotted: str) -> tuple[Any, dict]:
     """The builder a component names and its checked, coerced, defaults-filled kwargs."""
     builder = lookup(table, component.type, f"{dotted}.type")
@@ -73,8 +102,7 @@ def resolve(kind: str, table: dict, component: Component, dotted: str) -> tuple[
 
 def model_builder(task: str, component: Component) -> tuple[Any, dict]:
     builder = lookup(lookup(MODELS, task, "task"), component.type, "model.type")
-    skip = getattr(task_adapter(task), "model_positional", 3)
-    return builder, bind_kwargs(builder, component.kwargs, "model", skip=skip)
+    return builder, bind_kwargs(builder, component.kwargs, "model", skip=task_adapter(task).model_positional)
 
 
 @dataclass(frozen=True)
@@ -83,37 +111,59 @@ class Resolved:
 
     adapter: Any
     model: tuple[Any, dict]
-    vocab: tuple[Any, dict]
+    vocabs: dict[str, tuple[Any, dict]]  # the task's declared vocabulary names -> (builder, kwargs)
     optimizer: tuple[Any, dict]
     lr_schedule: tuple[Any, dict]
+    step: type  # the step strategy (dlcli/steps.py)
 
     def recipe_dict(self, recipe) -> dict:
         """The recipe as a plain dict with every component's defaults written out."""
         out = recipe.to_dict()
         out["model"] = {"type": recipe.model.type, **self.model[1]}
-        out["vocab"] = {"type": recipe.vocab.type, **self.vocab[1]}
+        if isinstance(recipe.vocab, Component):
+            out["vocab"] = {"type": recipe.vocab.type, **self.vocabs["vocab"][1]}
+        elif recipe.vocab is not None:
+            out["vocab"] = {name: {"type": recipe.vocab[name].type, **kwargs}
+                            for name, (_, kwargs) in self.vocabs.items()}
         out["train"]["optimizer"] = {"type": recipe.train.optimizer.type, **self.optimizer[1]}
         out["train"]["lr_schedule"] = {"type": recipe.train.lr_schedule.type, **self.lr_schedule[1]}
         return out
 
 
-def resolve_recipe(recipe) -> Resolved:
+def resolve_recipe(recipe: Recipe) -> Resolved:
     """Bind every component of a recipe: `recipes validate` catches all that training would."""
+    adapter = task_adapter(recipe.task)
+    components = {"vocab": recipe.vocab} if isinstance(recipe.vocab, Component) else (recipe.vocab or {})
     parts = Resolved(
-        adapter=task_adapter(recipe.task),
+        adapter=adapter,
         model=model_builder(recipe.task, recipe.model),
-        vocab=resolve("vocab", VOCABS, recipe.vocab, "vocab"),
+        vocabs={name: resolve("vocab", VOCABS, c, "vocab" if name == "vocab" else f"vocab.{name}")
+                for name, c in components.items()},
         optimizer=resolve("optimizer", OPTIMIZERS, recipe.train.optimizer, "train.optimizer"),
         lr_schedule=resolve("lr_schedule", SCHEDULES, recipe.train.lr_schedule, "train.lr_schedule"),
+        step=_step_strategy(recipe),
     )
-    parts.adapter.check_recipe(recipe)
+    adapter.check_recipe(recipe)
+    parts.step.check(recipe, None)
     metric = recipe.train.metric
-    if metric is not None and metric not in parts.adapter.metrics:
-        close = difflib.get_close_matches(metric, parts.adapter.metrics, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(parts.adapter.metrics)}"
+    if metric is not None and metric not in adapter.metrics:
+        close = difflib.get_close_matches(metric, list(adapter.metrics), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(adapter.metrics)}"
         raise RecipeError(f"train.metric: the {recipe.task} task reports no {metric!r}", hint)
     _try_build(parts)
     return parts
+
+
+def _step_strategy(recipe: Recipe) -> type:
+    kind = recipe.train.optimizer.type
+    if kind not in KERNEL_STEPS:
+        return AutogradStep
+    able = sorted(model for task, model in KERNELS[kind] if task == recipe.task)
+    if recipe.model.type not in able:
+        raise RecipeError(f"train.optimizer: {kind} runs a model's own training kernel, and a {recipe.task} "
+                          f"{recipe.model.type} model has none",
+                          f"models with one: {', '.join(able) or 'none'}; or train by autograd (e.g. sgd)")
+    return KERNEL_STEPS[kind]
 
 
 def build_optimization(parts: Resolved, params, total_steps: int, steps_per_epoch: int):

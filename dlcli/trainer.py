@@ -1,7 +1,8 @@
 """The one fit loop every task trains with.
 
-A task adapter supplies batches, a loss and dev metrics; the trainer owns optimisation,
-evaluation, early stopping, EMA weights, checkpointing, resuming and distributed data parallel.
+A task adapter supplies batches, a loss and dev metrics; a step strategy (dlcli/steps.py) turns a
+batch into an update; the trainer owns the schedule, evaluation, early stopping, EMA weights,
+checkpointing, resuming and distributed data parallel.
 
 Reproducibility: the batch order of an epoch depends only on (seed, epoch) and the random
 stream of a step (dropout) only on (seed, rank, step), so a run resumed from a saved state
@@ -22,13 +23,11 @@ import torch
 from torch import nn
 
 from dlcli import checkpoint
-from dlcli.device import Placement, autocast
+from dlcli.device import Placement
 from dlcli.errors import TrainingError
 from dlcli.nn.ema import EMA
 from dlcli.recipe import TrainConfig
 from dlcli.schedules import steps_on_metric
-
-LOWER_IS_BETTER = {"loss", "perplexity", "cer", "wer"}
 
 
 @dataclass
@@ -47,53 +46,30 @@ class Progress:
 
 class Trainer:
     def __init__(
-        self, model: nn.Module, task, cfg: TrainConfig, *, optimizer, scheduler, placement: Placement,
-        seed: int, precision: str, save_model: Callable[[nn.Module, dict], None],
-        state_path: Path, log_path: Path, console=None,
+        self, model: nn.Module, task, cfg: TrainConfig, *, optimizer, scheduler, step, placement: Placement,
+        seed: int, save_model: Callable[[nn.Module, dict], None], state_path: Path, log_path: Path, console=None,
     ):
-        self.model = model  # the module itself; `self.net` is what runs forward (maybe DDP)
+        self.model = model  # the module itself; the step strategy runs it forward (under DDP, wrapped)
         self.task = task
         self.cfg = cfg
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.placement = placement
         self.seed = seed
-        self.precision = precision
         self.save_model = save_model
         self.state_path = state_path
         self.log_path = log_path
         self.console = console
         self.metric = cfg.metric or task.default_metric
+        self.higher_is_better = task.metrics[self.metric]
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and placement.device.type == "cuda")
         self.progress = Progress()
-        self.net = model
-        if placement.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [placement.device.index] if placement.device.type == "cuda" else None
-            self.net = DistributedDataParallel(model, device_ids=ids)
-        self.hogwild_threads = self._hogwild_threads()
+        self.step = step
         self._stop_requested = False
 
-    def _hogwild_threads(self) -> int:
-        """Threads for a model's own lock-free SGD loop (fastText's), or 0 to train by autograd.
-
-        That loop is plain SGD at the scheduled rate, so it stands in for the optimizer only when
-        nothing else would act: CPU, one process, fp32, no momentum, weight decay or clipping.
-        """
-        if not (hasattr(self.model, "hogwild_step") and hasattr(self.task, "bag_batches")):
-            return 0
-        if self.placement.device.type != "cpu":
-            return 0
-        if self.placement.distributed or self.precision != "fp32" or self.cfg.grad_clip:
-            return 0
-        if type(self.optimizer) is not torch.optim.SGD:
-            return 0
-        group = self.optimizer.param_groups[0]
-        if group["momentum"] or group["weight_decay"] or group.get("nesterov"):
-            return 0
-        return 1 if self.cfg.deterministic else torch.get_num_threads()
+    def reported(self, score: float) -> float:
+        """A stored score (always higher-is-better inside the trainer) as the metric reads."""
+        return score if self.higher_is_better else -score
 
     # ------------------------------------------------------------ state
 
@@ -103,7 +79,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
+            "step": self.step.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "progress": {k: getattr(p, k) for k in
                          ("epoch", "step_in_epoch", "global_step", "best", "best_step", "bad_evals", "done")},
@@ -113,7 +89,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        self.step.load_state_dict(state.get("step") or {"scaler": state["scaler"]})  # "scaler": older states
         if self.ema and state.get("ema"):
             self.ema.load_state_dict(state["ema"])
         self.progress = Progress(**state["progress"])
@@ -155,8 +131,7 @@ class Trainer:
     def _run_epoch(self, bar, state_extra: dict) -> None:
         p, cfg, rank = self.progress, self.cfg, self.placement
         generator = torch.Generator().manual_seed(self.seed * 7919 + p.epoch)
-        batching = self.task.bag_batches if self.hogwild_threads else self.task.train_batches
-        batches = batching(cfg.batch_size, generator)
+        batches = self.step.batches(cfg.batch_size, generator)
         if rank.distributed:  # each rank takes its share of one global order, equal counts
             per_rank = len(batches) // rank.world_size
             batches = batches[rank.rank :: rank.world_size][:per_rank]
@@ -190,29 +165,11 @@ class Trainer:
             torch.random.default_generator.manual_seed(step_seed)
         else:
             torch.manual_seed(step_seed)
-        self.net.train()
-        if self.hogwild_threads:
-            value = self.model.hogwild_step(self.task.collate_bags(indices), self._lr(), self.hogwild_threads)
-            self._check_finite(value)
-            self.optimizer.step()  # no gradients, so a no-op; it keeps the schedule's step order check quiet
-        else:
-            batch = {k: v.to(device, non_blocking=True) for k, v in self.task.collate(indices).items()}
-            with autocast(device, self.precision):
-                loss = self.task.loss(self.net, batch)
-            value = float(loss.detach())
-            self._check_finite(value)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if self.cfg.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        self.model.train()
+        value = self.step(indices, self._lr(), self._check_finite)
         if not steps_on_metric(self.scheduler):
             self.scheduler.step()
-        hook = getattr(self.model, "after_optimizer_step", None)
-        if hook is not None:
-            hook()
+        self.task.after_step(self.model)
         if self.ema:
             self.ema.update(self.model)
         return value
@@ -233,7 +190,7 @@ class Trainer:
         if self.task.has_dev:
             metrics = self._evaluate()
             score = metrics[self.metric]
-            higher = -score if self.metric in LOWER_IS_BETTER else score
+            higher = score if self.higher_is_better else -score
             if steps_on_metric(self.scheduler):
                 self.scheduler.step(higher)
             improved = p.best is None or higher > p.best

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from dlcli import api, checkpoint
-from dlcli.recipe import data_root, load_recipe, resolve_data_path
+from dlcli.recipe import data_root, resolve_data_path
+from dlcli.registry import load_recipe
 
 HEADER = ("format", "format_version", "dlcli_version")
 

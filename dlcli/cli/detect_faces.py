@@ -51,20 +51,16 @@ def detect_faces_command(
 
     from dlcli import api
     from dlcli.cli._io import JsonlWriter
-    from dlcli.errors import DataError, RecipeError
+    from dlcli.errors import DataError
 
-    if factor is not None and not 0 < factor < 1:
-        raise RecipeError(f"--factor: {factor} is not between 0 and 1")
     loaded = api.load_model(model, device)
-    if loaded.data["task"] != "detect_faces":
-        raise DataError(f"dlcli detect-faces needs a detect_faces model; this checkpoint is a "
-                        f"{loaded.data['task']} model")
+    api.expect_task(loaded, "detect_faces", "dlcli detect-faces")
     writer = JsonlWriter()
     total = failed = 0
-    for records in loaded.task.detect(loaded.model, _paths(images), draw_dir=Path(draw) if draw else None,
-                                      crop_dir=Path(crop) if crop else None, crop_size=crop_size,
-                                      min_face=min_face, thresholds=_thresholds(thresholds), factor=factor,
-                                      batch_size=batch_size):
+    chunks = api.batched(_paths(images), batch_size or loaded.predict_defaults.get("batch_size", 8))
+    for records in api.predict(loaded, chunks, draw_dir=Path(draw) if draw else None,
+                               crop_dir=Path(crop) if crop else None, crop_size=crop_size, min_face=min_face,
+                               thresholds=_thresholds(thresholds), factor=factor, batch_size=batch_size):
         writer.write(records)
         for record in records:
             total += 1
@@ -94,6 +90,6 @@ def _thresholds(text: str | None) -> list[float] | None:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != 3 or not all(0 <= v <= 1 for v in values):
+    if not values:
         raise RecipeError(f"--thresholds: {text!r} is not three numbers between 0 and 1, e.g. 0.6,0.7,0.7")
     return values

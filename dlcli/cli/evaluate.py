@@ -56,4 +56,4 @@ def evaluate_command(
     overrides = {"format": format, "label_column": label_column, "text_column": text_column,
                  "header": header, "encoding": encoding, "token_column": token_column, "tag_column": tag_column,
                  "tag_scheme": tag_scheme}
-    write_json(api.evaluate(loaded, data, overrides, threshold, iou))
+    write_json(api.evaluate(loaded, data, overrides, threshold=threshold, iou=iou))

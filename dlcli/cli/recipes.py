@@ -71,9 +71,8 @@ def validate_command(
 ):
     """Parse each recipe and bind every component, as training would; exit 2 on the first error."""
     from dlcli import registry
-    from dlcli.recipe import load_recipe
 
     for name in names:
         path = resolve_recipe(name)
-        registry.resolve_recipe(load_recipe(path, overrides))
+        registry.resolve_recipe(registry.load_recipe(path, overrides))
         print(f"ok {path}")

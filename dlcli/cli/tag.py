@@ -60,6 +60,7 @@ def tag_command(
         raise RecipeError(f"--input-format: {input_format!r} is not text or jsonl")
     model, input = _split_arguments(list(args or []), model)
     loaded = api.load_model(model, device)
+    api.expect_task(loaded, "tag", "dlcli tag")
     if tag_scheme is not None:
         if tag_scheme not in ("bio", "iob1", "bioes", "bmes") or loaded.task.scheme == "none":
             raise RecipeError(f"--tag-scheme: cannot write {loaded.task.scheme} tags as {tag_scheme!r}",
@@ -67,8 +68,8 @@ def tag_command(
     writer = JsonlWriter()
     render = _renderer(output_format, loaded.task)
     with open_input(input) as (stream, source):
-        for records in api.tag(loaded, stream, source, input_format=input_format, encoding=encoding,
-                               batch_size=batch_size, n_best=n_best):
+        chunks = api.text_chunks(stream, source, input_format, encoding, 2048)
+        for records in api.predict(loaded, chunks, batch_size=batch_size, n_best=n_best):
             if tag_scheme is not None:
                 _retag(records, loaded.task.scheme, tag_scheme)
             if render is None:

@@ -18,6 +18,7 @@ Files are recognised by their content, not their names; a folder holding them ma
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def facenet_keys(net: str) -> set[str]:
 def convert_mtcnn(paths: list[Path]) -> dict:
     """Read one weight file per net (any supported layout) -> a dlcli checkpoint payload."""
     from dlcli.models.mtcnn import MTCNN
-    from dlcli.tasks.detect_faces import PREDICT_DEFAULTS
+    from dlcli.tasks.detect_faces import FacePredict
 
     found: dict[str, tuple[Path, dict]] = {}
     for path in expand(paths):
@@ -80,9 +81,11 @@ def convert_mtcnn(paths: list[Path]) -> dict:
         MTCNN().load_state_dict(state)
     except RuntimeError as exc:
         raise DataError(f"the weights do not fit MTCNN's layers: {exc}") from None
+    # the original nets look at crops crossing the image border as facenet-pytorch does
+    original_predict = dataclasses.asdict(FacePredict(border="stretch"))
     return {
         "task": "detect_faces",
-        "recipe": {"task": "detect_faces", "model": {"type": "mtcnn"}, "predict": dict(PREDICT_DEFAULTS)},
+        "recipe": {"task": "detect_faces", "model": {"type": "mtcnn"}, "predict": original_predict},
         "model": {"type": "mtcnn", "kwargs": {}},
         "state_dict": state,
         "metrics": {},

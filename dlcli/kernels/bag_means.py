@@ -1,5 +1,6 @@
 """The mean of each bag's table rows, compiled: FastText's hidden vectors for a large input in
-one pass, without a NumPy call and a gathered copy per bag."""
+one pass, without a NumPy call and a gathered copy per bag. FastTextScorer.scores_flat uses it,
+held to the reference FastText.forward_bags by tests/unit/test_fasttext_parity.py."""
 
 from __future__ import annotations
 

@@ -3,9 +3,13 @@
 Per example: the hidden vector is the mean of its input rows; the output rows move along the
 loss gradient (softmax over all labels, hierarchical softmax along the label's Huffman path, or
 one sigmoid per label); every input row then moves by the hidden gradient / bag size. This is
-exactly SGD on the mean-pooled model (tests compare one example against autograd), applied one
-example at a time as fastText does, with threads racing on shared rows. Numba compiles it on
-first use and caches the machine code.
+exactly SGD on the reference forward, FastText.forward_bags (tests/unit/test_fasttext_parity.py
+compares examples on one thread against autograd SGD on it, for every loss), applied one example
+at a time as fastText does, with threads racing on shared rows. An empty bag is skipped, as in
+fastText: its gradient is zero, and it counts as zero loss in the mean. The forward is written out
+here rather than shared with kernels/bag_means.py: it is fused with the update, and numba's cache
+does not notice edits to a function called from another file. Numba compiles it on first use and
+caches the machine code.
 """
 
 from __future__ import annotations

@@ -12,13 +12,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dlcli.models.classifier import ClassifierDefaults
 from dlcli.models.rnn import encode_packed
 from dlcli.nn.attention import DotAttentionPooling
 
 MERGES = ("sum", "concat")
 
 
-class AttentionBiLSTM(nn.Module):
+class AttentionBiLSTM(ClassifierDefaults, nn.Module):
+    word_attention = True
+
     def __init__(
         self, vocab_size: int, num_labels: int, pad_id: int, *,
         embedding_dim: int = 128, hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.5,

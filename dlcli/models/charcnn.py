@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlcli.models.classifier import ClassifierDefaults
 from dlcli.nn.masked_batchnorm import MaskedBatchNorm1d
 from dlcli.nn.pooling import masked_max
 
@@ -62,7 +63,7 @@ def min_frame() -> int:
     return length  # 123 for the paper's stack
 
 
-class CharCNN(nn.Module):
+class CharCNN(ClassifierDefaults, nn.Module):
     def __init__(
         self, vocab_size: int, num_labels: int, pad_id: int, *,
         embedding_dim: int = 16, num_filters: int = 256, fc_size: int = 1024, dropout: float = 0.5,

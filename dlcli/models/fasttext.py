@@ -5,6 +5,11 @@ is `ngrams`) feeds a linear output: a softmax, a hierarchical softmax over a Huf
 label frequencies (`loss: hs`), or one sigmoid per label (`loss: ova`, fastText's multi-label
 loss). On CPU with plain SGD the trainer hands batches to `hogwild_step`, fastText's own
 per-example lock-free loop; elsewhere (GPU, DDP, other optimizers) the same model trains by autograd.
+
+`FastText.forward_bags` (with `hsoftmax.log_probs` for hs) is the reference forward. The fast
+paths compute it again for speed, and tests/unit/test_fasttext_parity.py holds each to it for
+every loss: the NumPy scorer (models/fasttext_numpy.py, its compiled bag means in
+kernels/bag_means.py) and the SGD kernel (kernels/fasttext_sgd.py, against autograd SGD here).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlcli.models.classifier import ClassifierDefaults
 from dlcli.nn.hsoftmax import log_probs
 from dlcli.nn.huffman import huffman_paths
 
@@ -23,7 +29,9 @@ LOSSES = ("softmax", "hs", "ova")
 INIT_BLOCKS = 8  # row blocks of the table drawn side by side; fixed, so a seed gives one table on any machine
 
 
-class FastText(nn.Module):
+class FastText(ClassifierDefaults, nn.Module):
+    bag_input = True  # forward_bags scores unpadded bags
+
     def __init__(self, vocab_size: int, num_labels: int, pad_id: int, *,
                  embedding_dim: int = 100, loss: str = "softmax"):
         super().__init__()
@@ -65,7 +73,8 @@ class FastText(nn.Module):
         return self.forward_bags(ids[mask], torch.cumsum(lengths, 0) - lengths)
 
     def forward_bags(self, flat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """forward() on the concatenated bags and their start offsets (no padding to build or strip)."""
+        """forward() on the concatenated bags and their start offsets (no padding to build or strip);
+        the reference every fast path is tested against. An empty bag's hidden vector is zero."""
         hidden = F.embedding_bag(flat, self.embedding.weight, offsets, mode="mean")
         if self.loss_kind == "hs":
             return log_probs(hidden, self.output, *self.tree())
@@ -97,7 +106,11 @@ def uniform_rows(table: torch.Tensor, bound: float) -> None:
     """Uniform values in +-bound, drawn in INIT_BLOCKS row blocks on torch's threads by NumPy's
     PCG64: torch's uniform_ fills on one thread (1.6 s for 2M rows), and NumPy's generator, which
     frees the GIL, took 0.6x torch's time on the same blocks. Each block's generator is seeded
-    from torch's, so the values depend on the seed, not on timing or the thread count."""
+    from torch's, so the values depend on the seed, not on timing or the thread count. A meta
+    tensor (a model built to receive a checkpoint's tensors) is left as it is: there is nothing to
+    fill, and no seed is drawn."""
+    if table.is_meta:
+        return
     seeds = torch.randint(2**62, (INIT_BLOCKS,)).tolist()
 
     def fill(block_seed):

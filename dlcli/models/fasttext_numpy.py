@@ -2,26 +2,45 @@
 
 Importing torch takes about 1.5 s, longer than fastText needs to classify thousands of short
 lines; a FastText model is a mean of table rows and one matrix product, which NumPy does at the
-same speed. `FastTextScorer.scores` mirrors `FastText.forward_bags`; tests hold the two to the
-same probabilities for all three losses.
+same speed. `FastText.forward_bags` (dlcli.models.fasttext) is the reference: both fast paths
+here, `scores` and `scores_flat`, are held to it by tests/unit/test_fasttext_parity.py. The
+output layer is shared with it (`hsoftmax.log_probs` runs on NumPy arrays); only the mean of each
+bag is computed again, because torch's embedding_bag is what this module exists to avoid.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from dlcli.nn.hsoftmax import log_probs
 from dlcli.nn.huffman import huffman_paths
+
+LOSSES = ("softmax", "hs", "ova")  # the losses `scores` implements
+OPTIONS = ("embedding_dim", "loss")  # FastText's kwargs it honours (embedding_dim is the table's width)
 
 
 class FastTextScorer:
     def __init__(self, state: dict[str, np.ndarray], kwargs: dict):
+        reason = self.unsupported(kwargs)
+        if reason:  # scoring without an option would give other numbers than the torch model, silently
+            raise ValueError(reason)
         self.table = state["embedding.weight"]  # (V, H), memory-mapped from the checkpoint
         self.output = np.ascontiguousarray(state["output"], dtype=np.float32)  # (C, H) or (C-1, H) for hs
         self.loss = kwargs.get("loss", "softmax")
         if self.loss == "hs":
-            paths, codes, depths = huffman_paths(state["label_counts"].tolist())
-            self.paths, self.signs = paths, codes * 2 - 1  # branch 1 -> sigma(+s), branch 0 -> sigma(-s)
-            self.on_path = np.arange(paths.shape[1]) < depths[:, None]  # (C, D)
+            self.tree = huffman_paths(state["label_counts"].tolist())
+
+    @staticmethod
+    def unsupported(kwargs: dict) -> str | None:
+        """Why this scorer cannot stand in for the FastText model built from `kwargs` (a
+        checkpoint's model kwargs), or None when it can."""
+        unknown = sorted(str(k) for k in kwargs if k not in OPTIONS)
+        if unknown:
+            return f"the NumPy FastText scorer does not implement {', '.join(unknown)}"
+        loss = kwargs.get("loss", "softmax")
+        if loss not in LOSSES:
+            return f"the NumPy FastText scorer does not implement loss {loss!r}"
+        return None
 
     @property
     def rows(self) -> int:
@@ -49,13 +68,12 @@ class FastTextScorer:
 
     def scores_flat(self, flat: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """`scores` of the bags laid one after another in `flat`, compiled (numba)."""
-        from dlcli.kernels.bag_means import bag_means
+        from dlcli.kernels.bag_means import bag_means  # here, not at the top: numba costs 0.5 s to import
 
         return self._output(bag_means(self.table, flat, sizes))
 
     def _output(self, hidden: np.ndarray) -> np.ndarray:
-        scores = hidden @ self.output.T
-        if self.loss == "hs":  # log of the products of the branch probabilities along each label's path
-            steps = -np.logaddexp(0.0, -scores[:, self.paths] * self.signs, dtype=np.float32)  # (N, C, D)
-            return (steps * self.on_path).sum(-1)
-        return scores
+        """The output layer of both paths, as FastText.forward_bags computes it."""
+        if self.loss == "hs":
+            return log_probs(hidden, self.output, *self.tree)
+        return hidden @ self.output.T

@@ -14,10 +14,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dlcli.models.classifier import ClassifierDefaults
 from dlcli.nn.pooling import GLOBAL_POOLINGS, GlobalMeanMaxPooling1d
 
 
-class MLPClassifier(nn.Module):
+class MLPClassifier(ClassifierDefaults, nn.Module):
     def __init__(
         self, vocab_size: int, num_labels: int, pad_id: int, *,
         embedding_dim: int = 128, hidden_sizes: list[int] = (256,), dropout: float = 0.5,

@@ -14,11 +14,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dlcli.models.classifier import ClassifierDefaults
 from dlcli.models.rnn import encode_packed
 from dlcli.nn.pooling import GlobalMaxPooling1d
 
 
-class RCNN(nn.Module):
+class RCNN(ClassifierDefaults, nn.Module):
     def __init__(
         self, vocab_size: int, num_labels: int, pad_id: int, *,
         embedding_dim: int = 128, hidden_size: int = 128, latent_size: int = 100, dropout: float = 0.5,

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from dlcli.models.classifier import ClassifierDefaults
 from dlcli.nn.attention import AdditiveAttentionPooling
 from dlcli.nn.pooling import GLOBAL_POOLINGS
 
@@ -51,7 +52,7 @@ def orthogonal_recurrence(rnn: nn.RNNBase, hidden_size: int) -> None:
                 nn.init.orthogonal_(block)
 
 
-class RNNClassifier(nn.Module):
+class RNNClassifier(ClassifierDefaults, nn.Module):
     def __init__(
         self, vocab_size: int, num_labels: int, pad_id: int, *, cell: str = "lstm",
         embedding_dim: int = 128, hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.5,

@@ -16,13 +16,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dlcli.models.classifier import ClassifierDefaults
+
 EMBEDDING_MODES = ("rand", "static", "non_static", "multichannel")
 
 # Largest vocabulary x (sum of kernel widths x filters) table cached for inference: 128 MB in fp32.
 TABLE_LIMIT = 32 * 2**20
 
 
-class TextCNN(nn.Module):
+class TextCNN(ClassifierDefaults, nn.Module):
     def __init__(
         self, vocab_size: int, num_labels: int, pad_id: int, *,
         embedding_dim: int = 300, kernel_sizes: list[int] = (3, 4, 5), num_filters: int = 100,

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from dlcli.models.classifier import ClassifierDefaults
 from dlcli.nn.pooling import masked_mean
 from dlcli.nn.transformer import NORMS, EncoderLayer, sinusoidal_positions
 
@@ -21,7 +22,7 @@ POSITIONS = ("sinusoidal", "learned")
 POOLINGS = ("cls", "mean")
 
 
-class TransformerClassifier(nn.Module):
+class TransformerClassifier(ClassifierDefaults, nn.Module):
     def __init__(
         self, vocab_size: int, num_labels: int, pad_id: int, *,
         d_model: int = 128, num_layers: int = 2, num_heads: int = 4, ff_size: int = 256, dropout: float = 0.1,

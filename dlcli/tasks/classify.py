@@ -6,26 +6,53 @@ several labels on a line) with one sigmoid per label, thresholded at prediction 
 
 from __future__ import annotations
 
-import inspect
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
 from dlcli.metrics import classification_report, multilabel_report
-from dlcli.tasks.classify_output import prediction_records
+from dlcli.models.classifier import ClassifierDefaults
+from dlcli.recipe import choice
+from dlcli.tasks import PredictSection, Task
+from dlcli.tasks.classify_output import check_classify_options, prediction_records
+from dlcli.tasks.word_vectors import WordVectorsData, init_word_vectors
+from dlcli.text import vocabularies
 from dlcli.text.batching import bucket_batches, concatenate, pad, shuffled_batches
 from dlcli.text.readers import Record, read_labelled
-from dlcli.text.vocab import vocab_from_dict
 
 EVAL_BATCH = 256
+FORMATS = ("tsv", "csv", "jsonl", "fasttext")
 
 
-class ClassifyTask:
+@dataclass(frozen=True)
+class ClassifyData(WordVectorsData):
+    format: str = choice("tsv", FORMATS)
+    label_column: int = 0
+    text_column: int = 1
+    header: bool = False
+    text_field: str = "text"  # jsonl
+    label_field: str = "label"
+    multi_label: bool = False
+    max_length: int | None = None  # longer texts are truncated
+
+
+@dataclass(frozen=True)
+class ClassifyPredict(PredictSection):
+    top_k: int = 1
+    threshold: float | None = None
+
+
+class ClassifyTask(Task):
+    command = "dlcli classify"
     name = "classify"
-    default_metric = "accuracy"
-    metrics = ("accuracy", "macro_f1", "micro_f1")  # what evaluate() reports, for train.metric
+    data_section = ClassifyData
+    predict_section = ClassifyPredict
+    metrics = {"accuracy": True, "macro_f1": True, "micro_f1": True}
+    evaluate_options = frozenset({"threshold"})
 
     def __init__(self, vocab, labels: list[str], multi_label: bool, max_length: int | None,
                  min_length: int = 1):
@@ -34,38 +61,38 @@ class ClassifyTask:
         self.label_index = {name: i for i, name in enumerate(labels)}
         self.multi_label = multi_label
         self.max_length = max_length
-        self.min_length = min_length  # set from the model (TextCNN needs its widest window)
+        self.min_length = min_length  # the model's (TextCNN needs its widest window)
         self.splits: dict[str, tuple[list[list[int]], list]] = {}
-        self._bags = None  # collate_bags' flat view of the train split, built on first use
+        self.notes: list[str] = []
+        self.vectors: ClassifyData | None = None  # the data section, when it names pretrained vectors
+        self._bags = None  # collate_kernel's flat view of the train split, built on first use
 
     # ------------------------------------------------------------ construction
 
-    formats = ("tsv", "csv", "jsonl", "fasttext")
-
     @classmethod
     def check_recipe(cls, recipe) -> None:
-        cls.check_data(recipe.data)
         mode = recipe.model.kwargs.get("embedding_mode", "rand")
         if mode != "rand" and not recipe.data.vectors:  # TextCNN's pretrained variants (Kim 2014)
             raise RecipeError(f"model.embedding_mode: {mode} starts from pretrained vectors, and data.vectors "
                               "names none", "set data.vectors to a word2vec or GloVe file, or use embedding_mode: rand")
-
-    @classmethod
-    def check_data(cls, cfg) -> None:
-        if cfg.format not in cls.formats:
-            raise RecipeError(f"data.format: classification reads {', '.join(cls.formats)}, not {cfg.format!r}")
+        if recipe.data.vectors and recipe.vocab.type in ("bpe", "wordpiece"):
+            raise RecipeError(f"data.vectors: a {recipe.vocab.type} vocabulary has no words to look up in a "
+                              "vectors file", "use vocab type word, char or ngrams")
 
     read = staticmethod(read_labelled)
 
     @classmethod
-    def from_records(cls, vocab_builder, vocab_kwargs: dict, cfg, train: list[Record],
-                     dev: list[Record] | None) -> ClassifyTask:
+    def from_records(cls, recipe, vocabs, train: list[Record], dev: list[Record] | None,
+                     init=None) -> ClassifyTask:
+        cfg = recipe.data
         multi = cfg.multi_label or any(len(r.labels) > 1 for r in train)
         labels = sorted({label for r in train for label in r.labels})
         if len(labels) < 2 and not multi:
             raise DataError("the training data has fewer than two labels", "check data.label_column")
+        vocab_builder, vocab_kwargs = vocabs["vocab"]
         vocab = vocab_builder((r.text for r in train), **vocab_kwargs)
         task = cls(vocab, labels, multi, cfg.max_length)
+        task.vectors = cfg if cfg.vectors else None
         task.splits["train"] = task._encode_records(train)
         if dev:
             task.splits["dev"] = (task.encode([r.text for r in dev]), dev)
@@ -74,7 +101,7 @@ class ClassifyTask:
     @classmethod
     def from_checkpoint(cls, data: dict) -> ClassifyTask:
         extra = data["task_state"]
-        return cls(vocab_from_dict(data["vocab"]), list(data["labels"]), bool(extra["multi_label"]),
+        return cls(vocabularies.from_dict(data["vocab"]), list(data["labels"]), bool(extra["multi_label"]),
                    extra.get("max_length"), int(extra.get("min_length", 1)))
 
     def payload(self) -> dict:
@@ -87,6 +114,25 @@ class ClassifyTask:
 
     def model_sizes(self) -> tuple[int, int, int]:
         return self.vocab.size, len(self.labels), self.vocab.pad_id
+
+    def describe(self) -> str:
+        return f"{self.num_train:,} examples, {len(self.labels)} labels, vocabulary {self.vocab.size:,}"
+
+    def prepare_model(self, model: ClassifierDefaults) -> None:
+        """Learn the model's shortest input, give it the label frequencies, fill its embedding
+        from pretrained vectors (data.vectors)."""
+        self.min_length = model.min_length
+        counts = [0] * len(self.labels)
+        for target in self.splits["train"][1]:
+            for i in target if self.multi_label else [target]:
+                counts[i] += 1
+        model.fit_labels(counts)
+        if self.vectors is not None:
+            self.notes.append(init_word_vectors(model.embedding, self.vocab, self.vectors))
+            model.after_init_vectors()
+
+    def after_step(self, model: ClassifierDefaults) -> None:
+        model.after_optimizer_step()
 
     # ------------------------------------------------------------ encoding
 
@@ -125,12 +171,12 @@ class ClassifyTask:
             target = torch.tensor([targets[i] for i in indices], dtype=torch.long)
         return {"ids": tokens, "mask": mask, "target": target}
 
-    def bag_batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
-        """Batches for collate_bags: a plain shuffle. Length-sorted batches gave FastText 0.3
+    def kernel_batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+        """Batches for collate_kernel: a plain shuffle. Length-sorted batches gave FastText 0.3
         points less on 20newsgroups dev (10 seeds each: 0.8364 against 0.8392)."""
         return shuffled_batches(self.num_train, batch_size, generator)
 
-    def collate_bags(self, indices: list[int]) -> dict[str, np.ndarray]:
+    def collate_kernel(self, indices: list[int]) -> dict[str, np.ndarray]:
         """A batch for a bag model's own training loop (FastText.hogwild_step), without copying
         ids: the whole train split as one flat array, and each example's start and length in it."""
         if self._bags is None:
@@ -151,24 +197,14 @@ class ClassifyTask:
             target[row, targets[i]] = 1.0
         return target
 
-    def init_model(self, model) -> None:
-        """Before training: a model whose output depends on label frequencies (hs) gets them."""
-        if hasattr(model, "fit_labels"):
-            counts = [0] * len(self.labels)
-            for target in self.splits["train"][1]:
-                for i in target if self.multi_label else [target]:
-                    counts[i] += 1
-            model.fit_labels(counts)
-
-    def _sigmoid(self, model) -> bool:
+    def _sigmoid(self, model: ClassifierDefaults) -> bool:
         """One sigmoid per label: multi-label data, or a one-vs-all model (fastText's `ova`)."""
-        inner = getattr(model, "module", model)  # under DDP
-        return self.multi_label or getattr(inner, "output_activation", "softmax") == "sigmoid"
+        return self.multi_label or model.output_activation == "sigmoid"
 
-    def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = model(batch["ids"], batch["mask"]).float()
+    def loss(self, net, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = net(batch["ids"], batch["mask"]).float()
         target = batch["target"]
-        if self._sigmoid(model):
+        if self._sigmoid(unwrapped(net)):
             if not self.multi_label:
                 target = F.one_hot(target, logits.shape[1]).float()
             return F.binary_cross_entropy_with_logits(logits, target)
@@ -181,11 +217,10 @@ class ClassifyTask:
         """(N, C) probabilities in input order; batches are formed from similar lengths."""
         device = next(model.parameters()).device
         out = torch.empty(len(ids), len(self.labels))
-        bags = getattr(model, "forward_bags", None)  # a bag-of-features model takes the ids unpadded
         for batch in bucket_batches([len(x) for x in ids], batch_size):
-            if bags is not None:
+            if model.bag_input:  # a bag-of-features model takes the ids unpadded
                 flat, offsets = concatenate([ids[i] for i in batch])
-                logits = bags(flat.to(device), offsets.to(device)).float()
+                logits = model.forward_bags(flat.to(device), offsets.to(device)).float()
             else:
                 tokens, mask = pad([ids[i] for i in batch], self.vocab.pad_id, self.min_length)
                 logits = model(tokens.to(device), mask.to(device)).float()
@@ -193,12 +228,18 @@ class ClassifyTask:
             out[torch.tensor(batch)] = probs.cpu()
         return out
 
-    def predict(self, model, ids: list, texts: list[str], top_k: int = 1,
-                threshold: float | None = None, batch_size: int = EVAL_BATCH, explain: bool = False) -> list[dict]:
+    def check_options(self, options: dict) -> None:
+        check_classify_options(options)
+
+    def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:
+        """Records {"id", "label", "score", "top_k"} (see prediction_records); with the `explain`
+        option, "attention": each token's weight."""
+        batch_size = options.get("batch_size", EVAL_BATCH)
         encoded = self.encode(texts)
         probs = self.scores(model, encoded, batch_size).numpy()
-        records = prediction_records(ids, probs, self.labels, self.multi_label, top_k, threshold)
-        if explain:
+        records = prediction_records(ids, probs, self.labels, self.multi_label, options.get("top_k", 1),
+                                     options.get("threshold"))
+        if options.get("explain"):
             for rec, text, weights in zip(records, texts, self.attention(model, encoded, batch_size)):
                 tokens = self.vocab.tokenize(text)[: len(weights)]
                 rec["attention"] = [{"token": t, "weight": round(w, 6)} for t, w in zip(tokens, weights)]
@@ -207,7 +248,7 @@ class ClassifyTask:
     @torch.inference_mode()
     def attention(self, model, ids: list[list[int]], batch_size: int = EVAL_BATCH) -> list[list[float]]:
         """Per-token attention weights of a model that has them (attn_lstm), in input order."""
-        if not inspect.isfunction(getattr(type(model), "attention", None)):  # a method, not a pooling submodule
+        if not model.word_attention:
             raise DataError("--explain needs a model with word-level attention (attn_lstm), "
                             f"not {type(model).__name__}")
         device = next(model.parameters()).device
@@ -219,8 +260,10 @@ class ClassifyTask:
                 out[i] = row[: len(ids[i])]
         return out
 
-    def evaluate(self, model, records: list[Record] | None = None, threshold: float | None = None) -> dict:
-        """Metrics on the dev split, or on `records` read from a labelled file."""
+    def evaluate(self, model, records: list[Record] | None = None, options: dict | None = None) -> dict:
+        """Metrics on the dev split, or on `records` read from a labelled file; `threshold`: the
+        decision threshold of a multi-label model (default 0.5)."""
+        threshold = (options or {}).get("threshold")
         if records is None:
             ids, records = self.splits["dev"]
         else:

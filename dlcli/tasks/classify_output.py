@@ -1,5 +1,5 @@
-"""What `dlcli classify` prints for a text, from its label probabilities (NumPy, no torch: the
-torch-free FastText path and ClassifyTask.predict share it)."""
+"""What `dlcli classify` prints for a text, from its label probabilities, and the checks of its
+options (NumPy, no torch: the torch-free FastText backend and ClassifyTask.predict share them)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ def probabilities(scores: np.ndarray, sigmoid: bool) -> np.ndarray:
     return shifted / shifted.sum(1, keepdims=True)
 
 
-def predict_options(recipe: dict, top_k: int | None, threshold: float | None,
-                    batch_size: int | None) -> tuple[int, float | None, int]:
-    """Command-line values, else the recipe's `predict` section, else the defaults."""
-    section = recipe.get("predict", {})
-    return (top_k or section.get("top_k", 1),
-            threshold if threshold is not None else section.get("threshold"),
-            batch_size or section.get("batch_size", 256))
+def check_classify_options(options: dict) -> None:
+    """Refuse classify options out of range (the CLI checks its own; this guards the API)."""
+    from dlcli.errors import RecipeError
+
+    if int(options.get("top_k", 1)) < 1:
+        raise RecipeError(f"--top-k: {options['top_k']} is below 1", "list at least one label per text")
+    if int(options.get("batch_size", 1)) < 1:
+        raise RecipeError(f"--batch-size: {options['batch_size']} is below 1")
 
 
 def prediction_records(ids: list, probs: np.ndarray, labels: list[str], multi_label: bool, top_k: int = 1,

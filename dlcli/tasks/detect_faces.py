@@ -15,16 +15,15 @@ for O-Net, 1 / 0.5 for the others.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from itertools import islice
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
+from dlcli.recipe import checkpoint_ref, choice, data_path
+from dlcli.tasks import DataSection, PredictSection, Task
 
-# Inference defaults. Converted original weights look at crops crossing the image border as
-# facenet-pytorch does ("stretch"); dlcli's own nets were trained on black-padded crops ("pad").
-PREDICT_DEFAULTS = {"min_face": 20, "thresholds": [0.6, 0.7, 0.7], "factor": 0.709, "nms": [0.5, 0.7, 0.7, 0.7],
-                    "batch_size": 8, "border": "stretch"}
 CROP_SIZE = 160
 STAGES = {"pnet": 12, "rnet": 24, "onet": 48}  # net -> input side
 LOSS_WEIGHTS = {"pnet": (1.0, 0.5, 0.0), "rnet": (1.0, 0.5, 0.0), "onet": (1.0, 0.5, 1.0)}  # face, box, landmarks
@@ -33,14 +32,45 @@ FORMATS = ("crops", "jsonl", "wider")
 EVAL_BATCH = 1024
 
 
-class DetectFacesTask:
+@dataclass(frozen=True)
+class FaceData(DataSection):
+    format: str = choice("crops", FORMATS)  # crops: a sample list beside its .zip; jsonl, wider: annotated photos
+    stage: str | None = choice(None, tuple(STAGES))  # the net this recipe trains
+    init: str | None = checkpoint_ref()  # the detector (checkpoint or shipped name) whose nets this run starts from
+    extra_train: list[str] = data_path(default_factory=list)  # more crop lists, resized to the stage's input
+    recrop: int = 0  # windows tried around the face of each crop at least twice the stage's size
+    backgrounds: str | None = data_path()  # a folder of face-free photos: random negative crops from each
+    background_negatives: int = 30  # crops per background photo
+    dev_fraction: float = 0.0  # without data.dev: hold out this share of the training samples
+    augment: bool = True  # random mirror images and colour jitter while training
+    cache_dir: str | None = None  # samples made from annotated photos; default ~/.cache/dlcli/samples
+
+
+@dataclass(frozen=True)
+class FacePredict(PredictSection):
+    """Inference defaults. dlcli's own nets were trained on black-padded crops ("pad"); converted
+    original weights look at crops crossing the image border as facenet-pytorch does ("stretch")."""
+
+    batch_size: int = 8  # images read and detected together
+    min_face: float = 20
+    thresholds: list[float] = field(default_factory=lambda: [0.6, 0.7, 0.7])
+    factor: float = 0.709
+    nms: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.7, 0.7])
+    border: str = choice("pad", ("pad", "stretch"))
+
+
+class DetectFacesTask(Task):
+    command = "dlcli detect-faces"
     name = "detect_faces"
-    default_metric = "loss"
-    metrics = ("loss", "accuracy", "recall", "box_error", "landmark_error")  # on dev crops
+    data_section = FaceData
+    predict_section = FacePredict
+    vocabs = ()
+    # on dev crops; the first is the default
+    metrics = {"loss": False, "accuracy": True, "recall": True, "box_error": False, "landmark_error": False}
+    evaluate_options = frozenset({"iou"})
     model_positional = 0  # the builder takes no data-derived sizes
 
-    def __init__(self, predict: dict | None = None, stage: str | None = None, stages: int = 3):
-        self.predict = {**PREDICT_DEFAULTS, **(predict or {})}
+    def __init__(self, stage: str | None = None, stages: int = 3):
         self.stage = stage
         self.stages = stages  # nets trained so far, used by detect
         self.splits: dict = {}
@@ -52,17 +82,9 @@ class DetectFacesTask:
 
     @classmethod
     def check_recipe(cls, recipe) -> None:
-        cls.check_data(recipe.data)
-        if recipe.model.type != "mtcnn":
-            raise RecipeError(f"model.type: face detection trains mtcnn, not {recipe.model.type!r}")
-
-    @classmethod
-    def check_data(cls, cfg) -> None:
+        cfg = recipe.data
         if cfg.stage not in STAGES:
             raise RecipeError(f"data.stage: name the net this recipe trains: {', '.join(STAGES)} (got {cfg.stage!r})")
-        if cfg.format not in FORMATS:
-            raise RecipeError(f"data.format: face detection reads {', '.join(FORMATS)}, not {cfg.format!r}",
-                              "crops: a sample list beside its .zip; jsonl or wider: annotated photos")
         if cfg.stage != "pnet" and not cfg.init:
             raise RecipeError(f"data.init: training {cfg.stage} needs the checkpoint of the earlier stages",
                               "train the pnet recipe first and name its output here")
@@ -80,17 +102,20 @@ class DetectFacesTask:
         return read_annotations(path, cfg.format if cfg.format in ("jsonl", "wider") else "auto")
 
     @classmethod
-    def from_records(cls, vocab_builder, vocab_kwargs: dict, cfg, train, dev) -> DetectFacesTask:
+    def from_records(cls, recipe, vocabs, train, dev, init=None) -> DetectFacesTask:
+        """`init`: the loaded detector of the earlier stages (data.init), which proposes and mines
+        the windows of R-Net's and O-Net's samples."""
         from dlcli.tasks import face_samples
 
+        cfg = recipe.data
         stages = list(STAGES).index(cfg.stage) + 1
-        task = cls({"border": "pad"}, cfg.stage, stages)
+        task = cls(cfg.stage, stages)
         task.augment = cfg.augment
-        detector = None
-        if cfg.init:
-            detector, task.init_state = face_samples.load_detector(cfg.init)
-            task.predict.update({k: v for k, v in detector.task.predict.items() if k != "border"})
-        train_set, dev_set = face_samples.stage_crops(cfg, train, dev, STAGES[cfg.stage], detector)
+        if init is not None:
+            if init.data["task"] != cls.name:
+                raise DataError(f"data.init: {init.path} is a {init.data['task']} model, not a face detector")
+            task.init_state = init.model.state_dict()
+        train_set, dev_set = face_samples.stage_crops(cfg, train, dev, STAGES[cfg.stage], init)
         task.splits["train"] = train_set
         if dev_set is not None:
             task.splits["dev"] = dev_set
@@ -99,11 +124,10 @@ class DetectFacesTask:
     @classmethod
     def from_checkpoint(cls, data: dict) -> DetectFacesTask:
         state = data.get("task_state") or {}
-        predict = state.get("predict", data.get("recipe", {}).get("predict"))
-        return cls(predict, state.get("stage"), int(state.get("stages", 3)))
+        return cls(state.get("stage"), int(state.get("stages", 3)))
 
     def payload(self) -> dict:
-        return {"task_state": {"stage": self.stage, "stages": self.stages, "predict": self.predict}}
+        return {"task_state": {"stage": self.stage, "stages": self.stages}}
 
     def model_sizes(self) -> tuple:
         return ()
@@ -112,12 +136,12 @@ class DetectFacesTask:
         counts = ", ".join(f"{n:,} {k}" for k, n in self.splits["train"].counts().items())
         return f"{self.stage} ({STAGES[self.stage]}x{STAGES[self.stage]} crops: {counts})"
 
-    def init_model(self, model) -> None:
+    def prepare_model(self, model) -> None:
         """Start from the earlier stages' weights; only this stage's net learns."""
         if self.init_state is not None:
             model.load_state_dict(self.init_state)
         for name in STAGES:
-            getattr(model, name).requires_grad_(name == self.stage)
+            model.get_submodule(name).requires_grad_(name == self.stage)
 
     # ------------------------------------------------------------ training
 
@@ -144,49 +168,55 @@ class DetectFacesTask:
     def loss(self, net, batch: dict):
         from dlcli.tasks.face_samples import stage_losses
 
-        model = getattr(net, "module", net)
-        face, box, points = stage_losses(getattr(model, self.stage), batch, OHEM_KEEP)
+        model = unwrapped(net)
+        face, box, points = stage_losses(model.get_submodule(self.stage), batch, OHEM_KEEP)
         w_face, w_box, w_points = LOSS_WEIGHTS[self.stage]
         return w_face * face + w_box * box + w_points * points
 
-    def evaluate(self, model, records=None, threshold: float | None = None, iou: float | None = None) -> dict:
-        """Crop metrics on the dev split or a crop list; AP and P/R on annotated photos."""
+    def evaluate(self, model, records=None, options: dict | None = None) -> dict:
+        """Crop metrics on the dev split or a crop list; AP and P/R on annotated photos, with the
+        `predict` options and `iou` (the overlap a detection needs to count as a hit, 0.5)."""
         from dlcli.tasks.face_samples import crop_metrics
         from dlcli.vision.crops import CropSet
 
         if records is None or isinstance(records, CropSet):
             crops = self.splits["dev"] if records is None else records.resized(STAGES[self.stage or "onet"])
-            return crop_metrics(getattr(model, self.stage or "onet"), crops, LOSS_WEIGHTS[self.stage or "onet"])
+            return crop_metrics(model.get_submodule(self.stage or "onet"), crops, LOSS_WEIGHTS[self.stage or "onet"])
         from dlcli.vision.evaluation import evaluate_detector
 
-        return evaluate_detector(model, self, records, 0.5 if iou is None else iou)
+        options = {**_defaults(FacePredict), **(options or {})}
+        iou = options.get("iou", 0.5)
+        if not 0 < iou <= 1:
+            raise RecipeError(f"--iou must be above 0 and at most 1, not {iou}")
+        return evaluate_detector(model, self.detect_options(options), records, iou)
 
     # ------------------------------------------------------------ inference
 
-    def options(self, **given) -> dict:
-        """The checkpoint's inference defaults, overridden by every option given (not None)."""
-        return {**self.predict, **{k: v for k, v in given.items() if v is not None}}
+    def check_options(self, options: dict) -> None:
+        if not 0 < options["factor"] < 1:
+            raise RecipeError(f"--factor: {options['factor']} is not between 0 and 1")
+        thresholds = options["thresholds"]
+        if len(thresholds) != 3 or not all(0 <= v <= 1 for v in thresholds):
+            raise RecipeError(f"--thresholds: {thresholds} is not three numbers between 0 and 1, e.g. 0.6,0.7,0.7")
 
-    def detect_options(self, cfg: dict) -> dict:
+    def detect_options(self, options: dict) -> dict:
         """model.detect's keyword arguments from resolved options."""
-        return {"min_face": cfg["min_face"], "thresholds": tuple(cfg["thresholds"]), "factor": cfg["factor"],
-                "nms": tuple(cfg["nms"]), "batch_size": cfg["batch_size"], "border": cfg["border"],
-                "stages": self.stages}
+        return {"min_face": options["min_face"], "thresholds": tuple(options["thresholds"]),
+                "factor": options["factor"], "nms": tuple(options["nms"]), "batch_size": options["batch_size"],
+                "border": options["border"], "stages": self.stages}
 
-    def detect(self, model, images: Iterable[str], *, draw_dir: Path | None = None, crop_dir: Path | None = None,
-               crop_size: int = CROP_SIZE, **options) -> Iterator[list[dict]]:
-        """Records for image paths, in input order, a list per batch: {"image", "width", "height",
-        "faces": [{"box", "score", "landmarks"}]}, or {"image", "error"} for a file that cannot be read."""
-        cfg = self.options(**options)
-        paths = iter(images)
-        while batch := list(islice(paths, cfg["batch_size"])):
-            records = self._detect_batch(model, batch, cfg)
-            for record, decoded in records:
-                if decoded is not None and (draw_dir or crop_dir):
-                    _write_pictures(record, decoded, draw_dir, crop_dir, crop_size)
-            yield [record for record, _ in records]
+    def predict(self, model, ids: list, paths: list[str], options: dict) -> list[dict]:
+        """Records for image paths, in input order: {"image", "width", "height", "faces": [{"box",
+        "score", "landmarks"}]}, or {"image", "error"} for a file that cannot be read. Options
+        `draw_dir` and `crop_dir` (with `crop_size`) also write pictures of what was found."""
+        records = self._detect_batch(model, paths, options)
+        draw_dir, crop_dir = options.get("draw_dir"), options.get("crop_dir")
+        for record, decoded in records:
+            if decoded is not None and (draw_dir or crop_dir):
+                _write_pictures(record, decoded, draw_dir, crop_dir, options.get("crop_size", CROP_SIZE))
+        return [record for record, _ in records]
 
-    def _detect_batch(self, model, paths: list[str], cfg: dict) -> list[tuple[dict, object]]:
+    def _detect_batch(self, model, paths: list[str], options: dict) -> list[tuple[dict, object]]:
         from dlcli.vision.images import load_image
 
         decoded = []
@@ -196,7 +226,7 @@ class DetectFacesTask:
             except DataError as exc:
                 decoded.append(exc)
         good = [image for image in decoded if not isinstance(image, DataError)]
-        found = iter(model.detect(good, **self.detect_options(cfg)))
+        found = iter(model.detect(good, **self.detect_options(options)))
         out = []
         for path, image in zip(paths, decoded):
             if isinstance(image, DataError):
@@ -205,6 +235,10 @@ class DetectFacesTask:
             faces = [_face_record(face) for face in next(found)]
             out.append(({"image": path, "width": image.shape[1], "height": image.shape[0], "faces": faces}, image))
         return out
+
+
+def _defaults(section: type) -> dict:
+    return dataclasses.asdict(section())
 
 
 def _face_record(face: dict) -> dict:

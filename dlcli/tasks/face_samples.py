@@ -10,7 +10,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlcli.checkpoint import resolve_model
 from dlcli.errors import DataError
 from dlcli.vision.crops import LANDMARK, NEG, PART, POS, CropSet
 
@@ -20,16 +19,6 @@ GREY = 0.2  # share of crops turned grey: grey photos are common in face benchma
 
 
 # ---------------------------------------------------------------- sample sets
-
-
-def load_detector(name: str):
-    """The checkpoint of the earlier stages: (LoadedModel, its state dict)."""
-    from dlcli.api import load_model
-
-    detector = load_model(name)
-    if detector.data["task"] != "detect_faces":
-        raise DataError(f"data.init: {name} is a {detector.data['task']} model, not a face detector")
-    return detector, detector.data["state_dict"]
 
 
 def background_split(folder: str | Path) -> tuple[list[Path], list[Path]]:
@@ -124,7 +113,7 @@ def _sampler(size: int, detector, negatives: int):
     if detector is None:
         return lambda annotation, image, rng: samples.random_samples(annotation, image, size, rng,
                                                                      negatives=negatives)
-    options = detector.task.detect_options(detector.task.options())
+    options = detector.task.detect_options(detector.predict_defaults)
 
     def make(annotation, image, rng):
         faces = detector.model.detect([torch.from_numpy(image)], **options)[0]
@@ -141,7 +130,7 @@ def _sampler(size: int, detector, negatives: int):
 def _cache_key(cfg, detector, *parts) -> str:
     from dlcli.vision.samples import cache_key
 
-    init = (resolve_model(cfg.init), detector.task.predict) if detector else None
+    init = (detector.path, detector.predict_defaults) if detector else None
     return cache_key(*parts, cfg.stage, init)
 
 

@@ -10,24 +10,44 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass, field
 
 import torch
 
 from dlcli.errors import DataError, RecipeError
 from dlcli.metrics import tagging_report
 from dlcli.models.tagger import TaggerInputs
+from dlcli.recipe import choice
+from dlcli.tasks import Task
+from dlcli.tasks.word_vectors import WordVectorsData, init_word_vectors
+from dlcli.text import vocabularies
 from dlcli.text.batching import bucket_batches, pad
 from dlcli.text.tagging import SCHEMES, Sentence, convert_scheme, ill_formed, read_tagged, spans, split_long, split_tag
-from dlcli.text.vocab import PAD, UNK, TokenVocab, _ranked, vocab_from_dict
+from dlcli.text.vocab import PAD, UNK, TokenVocab, _ranked
 
 EVAL_BATCH = 128
 END = "</s>"  # the right neighbour of the last token, for bigram features
 
 
-class TagTask:
+@dataclass(frozen=True)
+class TagData(WordVectorsData):
+    format: str = choice("conll", ("conll", "segmented", "word_tag"))
+    token_column: int = 0
+    tag_column: int = -1  # negative: counted from the last column
+    feature_columns: list[int] = field(default_factory=list)  # extra input columns, e.g. POS
+    column_separator: str | None = None  # default: any whitespace
+    tag_scheme: str = choice("bio", SCHEMES)  # the files' scheme; none: per-token labels
+    train_scheme: str | None = choice(None, SCHEMES)  # re-tag to this scheme for training, e.g. iob1 -> bioes
+    bigrams: bool = False  # add each token's bigram with its right neighbour as a feature
+    feature_min_freq: int = 1
+    max_length: int | None = None  # longer sentences are cut into pieces (after punctuation where possible)
+
+
+class TagTask(Task):
+    command = "dlcli tag"
     name = "tag"
-    formats = ("conll", "segmented", "word_tag")
-    metrics = ("f1", "precision", "recall", "accuracy")
+    data_section = TagData
+    metrics = {"f1": True, "precision": True, "recall": True, "accuracy": True}
     model_positional = 4  # vocab_size, num_tags, pad_id, TaggerInputs
 
     def __init__(self, vocab: TokenVocab, tags: list[str], scheme: str, level: str, chars: list[str],
@@ -45,6 +65,7 @@ class TagTask:
         self.max_length = max_length
         self.min_length = 1
         self.notes: list[str] = []  # data problems worth telling the user, not fatal
+        self.vectors: TagData | None = None  # the data section, when it names pretrained vectors
         self.splits: dict[str, tuple[list[dict], list[Sentence]]] = {}
 
     @property
@@ -55,6 +76,13 @@ class TagTask:
     @property
     def default_metric(self) -> str:
         return "accuracy" if self.scheme == "none" else "f1"
+
+    def prepare_model(self, model) -> None:
+        if self.vectors is not None:
+            self.notes.append(init_word_vectors(model.embedding, self.vocab, self.vectors))
+
+    def describe(self) -> str:
+        return f"{self.num_train:,} sentence pieces, {len(self.labels)} tags, vocabulary {self.vocab.size:,}"
 
     # ------------------------------------------------------------ construction
 
@@ -67,12 +95,6 @@ class TagTask:
 
     @classmethod
     def check_data(cls, cfg) -> None:
-        if cfg.format not in cls.formats:
-            raise RecipeError(f"data.format: tagging reads {', '.join(cls.formats)}, not {cfg.format!r}")
-        if cfg.tag_scheme not in SCHEMES:
-            raise RecipeError(f"data.tag_scheme: {cfg.tag_scheme!r} is not one of {', '.join(SCHEMES)}")
-        if cfg.train_scheme is not None and cfg.train_scheme not in SCHEMES:
-            raise RecipeError(f"data.train_scheme: {cfg.train_scheme!r} is not one of {', '.join(SCHEMES)}")
         if "none" in (cfg.tag_scheme, cfg.train_scheme or cfg.tag_scheme) and \
                 (cfg.train_scheme or cfg.tag_scheme) != cfg.tag_scheme:
             raise RecipeError("data.train_scheme: per-token labels (scheme none) cannot be re-tagged")
@@ -89,8 +111,9 @@ class TagTask:
         return sentences
 
     @classmethod
-    def from_records(cls, vocab_builder, vocab_kwargs: dict, cfg, train: list[Sentence],
-                     dev: list[Sentence] | None) -> TagTask:
+    def from_records(cls, recipe, vocabs, train: list[Sentence], dev: list[Sentence] | None,
+                     init=None) -> TagTask:
+        cfg, (_, vocab_kwargs) = recipe.data, vocabs["vocab"]
         scheme = cfg.train_scheme or cfg.tag_scheme
         lower = vocab_kwargs.get("lowercase", False)
         words = Counter((t.lower() if lower else t) for s in train for t in s.tokens)
@@ -105,6 +128,7 @@ class TagTask:
             feature_tokens.append(cls._feature_vocab((_bigrams(s.tokens) for s in train), cfg.feature_min_freq))
         tags = sorted({t for s in train for t in s.tags}, key=lambda t: (t != "O", t))
         task = cls(vocab, tags, scheme, level, chars, feature_tokens, cfg.bigrams, cfg.max_length)
+        task.vectors = cfg if cfg.vectors else None
         task.notes = _ill_formed_notes(train, scheme, cfg.train)
         task.splits["train"] = task._encode_split(train)
         if dev:
@@ -120,7 +144,7 @@ class TagTask:
     @classmethod
     def from_checkpoint(cls, data: dict) -> TagTask:
         extra = data["task_state"]
-        return cls(vocab_from_dict(data["vocab"]), list(data["labels"]), extra["scheme"], extra["level"],
+        return cls(vocabularies.from_dict(data["vocab"]), list(data["labels"]), extra["scheme"], extra["level"],
                    list(extra["chars"]), [list(f) for f in extra["feature_tokens"]], bool(extra["bigrams"]),
                    extra.get("max_length"))
 
@@ -239,7 +263,7 @@ class TagTask:
                         batch_size: int = EVAL_BATCH) -> list[list[tuple[list[str], float]]]:
         """The n most probable tag sequences per sentence, with their probabilities under the CRF.
         Sentences are not cut into pieces here: the alternatives are for the sentence as a whole."""
-        if getattr(model, "crf", None) is None:
+        if model.crf is None:
             raise DataError("--n-best needs a model with a CRF output layer (bilstm_crf)")
         pieces = self.encode(sentences, split=False)
         out: list[list[tuple[list[str], float]]] = [[] for _ in pieces]
@@ -249,8 +273,10 @@ class TagTask:
                 out[i] = [([self.labels[k] for k in path], math.exp(score - z)) for path, score in paths]
         return out
 
-    def predict(self, model, ids: list, texts: list[str], batch_size: int = EVAL_BATCH,
-                n_best: int | None = None) -> list[dict]:
+    def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:
+        """Records {"id", "tokens", "tags", "spans"}; with the `n_best` option, "n_best": the best
+        whole-sentence alternatives with their probabilities."""
+        batch_size, n_best = options.get("batch_size", EVAL_BATCH), options.get("n_best")
         sentences = [self.tokenize(t) for t in texts]
         if self.extra_columns:
             raise DataError(f"this model reads {self.extra_columns} extra feature column(s) per token",
@@ -274,7 +300,7 @@ class TagTask:
         join = "" if self.level == "char" else " "
         return [{"start": s, "end": e, "label": kind, "text": join.join(tokens[s:e])} for s, e, kind in spans(tags)]
 
-    def evaluate(self, model, records: list[Sentence] | None = None, threshold: float | None = None) -> dict:
+    def evaluate(self, model, records: list[Sentence] | None = None, options: dict | None = None) -> dict:
         """Span P/R/F1 (conlleval) and token accuracy on the dev split or on `records`."""
         if records is None:
             pieces, records = self.splits["dev"]

@@ -36,6 +36,7 @@ class TokenVocab:
     """
 
     pad_id = 0
+    compilable = False  # encode_flat (compiled featurizing) exists for NgramVocab only
     unk_id = 1
 
     def __init__(self, kind: str, tokens: list[str], lowercase: bool, pattern: str | None,
@@ -104,6 +105,7 @@ class SubwordVocab:
     """
 
     pad_id = 0
+    compilable = False  # encode_flat (compiled featurizing) exists for NgramVocab only
     unk_id = 1
 
     def __init__(self, kind: str, tokenizer_json: str, lowercase: bool):
@@ -229,11 +231,3 @@ def token_vocab_from_dict(data: dict) -> TokenVocab:
 
 def subword_vocab_from_dict(data: dict) -> SubwordVocab:
     return SubwordVocab(data["type"], data["tokenizer_json"], bool(data["lowercase"]))
-
-
-def vocab_from_dict(data: dict):
-    # Kept until its importers move to vocabularies.from_dict; imported at call time because
-    # vocabularies imports this module.
-    from dlcli.text.vocabularies import from_dict
-
-    return from_dict(data)

@@ -10,14 +10,12 @@ from dlcli.vision.annotations import Annotation
 from dlcli.vision.images import load_image
 
 
-def evaluate_detector(model, task, annotations: Sequence[Annotation], iou: float = 0.5, **options) -> dict:
-    """detection_report over every annotated photo, run with the task's inference options (the
-    checkpoint's, overridden by `options` that are not None). An unreadable photo is a DataError
-    naming its annotation's file:line."""
-    cfg = task.options(**options)
-    kwargs = task.detect_options(cfg)
+def evaluate_detector(model, detect_options: dict, annotations: Sequence[Annotation], iou: float = 0.5) -> dict:
+    """detection_report over every annotated photo, detected with `model.detect(images,
+    **detect_options)`. An unreadable photo is a DataError naming its annotation's file:line."""
+    kwargs = detect_options
     detections = []
-    size = cfg["batch_size"]
+    size = kwargs["batch_size"]
     for start in range(0, len(annotations), size):
         images = [_load(annotation) for annotation in annotations[start:start + size]]
         found = model.detect(images, **kwargs)

@@ -94,7 +94,7 @@ def test_classify_streams_in_chunks_keeping_order(trained, trained_dev):
     from dlcli import api
 
     texts = [text for _, text in trained_dev]
-    chunks = list(api.classify(api.load_model(trained), io.BytesIO(stdin_of(texts)), chunk=5))
+    chunks = list(api.predict(api.load_model(trained), api.text_chunks(io.BytesIO(stdin_of(texts)), chunk=5)))
     assert len(chunks) == math.ceil(len(texts) / 5)
     assert all(len(c) == 5 for c in chunks[:-1])
     assert [r["id"] for c in chunks for r in c] == list(range(1, len(texts) + 1))

@@ -11,7 +11,7 @@ import sys
 import pytest
 from helpers import TINY_FASTTEXT
 
-from dlcli import api
+from dlcli import api, checkpoint
 
 
 def torchrun(*args: str, timeout: float = 120) -> tuple[int, str, str]:
@@ -41,5 +41,5 @@ def test_two_process_training_writes_one_summary_and_a_model_that_learned(datase
     assert summary["best"] >= 0.9
     report = api.evaluate(api.load_model(out), dataset.dev)
     assert report["accuracy"] == pytest.approx(summary["best"])
-    log = api.sidecar(out, "metrics.jsonl").read_text().splitlines()
+    log = checkpoint.sidecar(out, "metrics.jsonl").read_text().splitlines()
     assert len(log) == 4  # rank 0 alone writes the log

@@ -95,4 +95,4 @@ def test_iou_is_for_face_detectors_and_must_be_a_fraction(cli, detector, photos,
     annotations = write_annotations(photos / "annotations.jsonl", [{"image": "images/a.png", "boxes": []}])
     assert_fails(cli("evaluate", detector, annotations, "--iou", "0"), 2, "--iou must be above 0")
     dev = trained.parent / "dev.tsv"
-    assert_fails(cli("evaluate", trained, dev, "--iou", "0.5"), 2, "--iou applies to face detectors")
+    assert_fails(cli("evaluate", trained, dev, "--iou", "0.5"), 2, "--iou does not apply to a classify model")

@@ -1,4 +1,5 @@
-"""FastText end to end: n-gram vocabularies, the three losses, the Hogwild path and its fallbacks."""
+"""FastText end to end: n-gram vocabularies, the three losses, the hogwild_sgd step strategy and the
+settings it refuses, autograd training with other optimizers."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from helpers import LABELS, assert_fails, assert_ok, train
 
 from dlcli import api, checkpoint
 from dlcli.models.fasttext import FastText
 
-FASTTEXT_SGD = {"epochs": 8, "batch_size": 16, "deterministic": True, "optimizer": {"type": "sgd", "lr": 0.5},
+FASTTEXT_SGD = {"epochs": 8, "batch_size": 16, "deterministic": True, "optimizer": {"type": "hogwild_sgd", "lr": 0.5},
                 "lr_schedule": {"type": "warmup_linear"}}
 NGRAMS = {"type": "ngrams", "lowercase": True, "word_ngrams": 2, "buckets": 1000}
 
@@ -70,6 +72,7 @@ def test_hierarchical_tree_survives_the_checkpoint(cli, dataset, tmp_path):
 
 @pytest.mark.parametrize("train_cfg", [
     {"optimizer": {"type": "adam", "lr": 0.05}},
+    {"optimizer": {"type": "sgd", "lr": 5.0}},  # plain SGD is autograd SGD: the kernel is asked for by name
     {"optimizer": {"type": "sgd", "lr": 0.5, "momentum": 0.9}},
     {"optimizer": {"type": "sgd", "lr": 5.0}, "grad_clip": 1.0},  # autograd SGD steps on the batch mean
 ])
@@ -81,11 +84,41 @@ def test_other_optimisers_train_by_autograd(cli, dataset, hogwild_calls, train_c
     assert result.json()["best"] >= 0.9
 
 
+@pytest.mark.parametrize(("setting", "key"), [
+    ({"device": "cuda"}, "device"),
+    ({"device": "cuda:1"}, "device"),
+    ({"precision": "bf16"}, "precision"),
+    ({"precision": "fp16"}, "precision"),
+    ({"train": {**FASTTEXT_SGD, "grad_clip": 1.0}}, "train.grad_clip"),
+    ({"train": {**FASTTEXT_SGD, "optimizer": {"type": "hogwild_sgd", "lr": 0.5, "momentum": 0.9}}},
+     "train.optimizer.momentum"),
+    ({"model": {"type": "textcnn"}}, "train.optimizer"),
+])
+def test_hogwild_refuses_what_it_cannot_honour(cli, dataset, hogwild_calls, setting, key):
+    sections = {"model": {"type": "fasttext", "embedding_dim": 16}, "train": FASTTEXT_SGD, **setting}
+    recipe = dataset.recipe(vocab=NGRAMS, **sections)
+    result = train(cli, recipe, dataset.root / "m.pt")
+    assert_fails(result, 2, key)
+    assert not hogwild_calls and not (dataset.root / "m.pt").exists()
+    assert_fails(cli("recipes", "validate", recipe), 2, key)
+
+
+def test_hogwild_refuses_torchrun_ranks(dataset):
+    from dlcli import steps
+    from dlcli.device import Placement
+    from dlcli.errors import RecipeError
+    from dlcli.registry import load_recipe
+
+    recipe = load_recipe(dataset.recipe(vocab=NGRAMS, model={"type": "fasttext"}, train=FASTTEXT_SGD))
+    with pytest.raises(RecipeError, match="train.optimizer: hogwild_sgd trains in one process, not 2"):
+        steps.HogwildStep.check(recipe, Placement(torch.device("cpu"), 0, 2))
+
+
 def test_pretrained_vectors_fill_the_word_rows(cli, dataset):
     vectors = dataset.root / "vec.txt"
     vectors.write_text("2 16\ncat " + " ".join(["0.5"] * 16) + "\nblue " + " ".join(["-0.25"] * 16) + "\n",
                        encoding="utf-8")
-    frozen = {**FASTTEXT_SGD, "max_steps": 1, "optimizer": {"type": "sgd", "lr": 0.0}}
+    frozen = {**FASTTEXT_SGD, "max_steps": 1, "optimizer": {"type": "sgd", "lr": 0.0}}  # autograd, lr 0
     out = dataset.root / "v.pt"
     assert_ok(train(cli, dataset.recipe(vocab=NGRAMS, data={"vectors": "./vec.txt"}, train=frozen), out))
     loaded = api.load_model(out)
@@ -109,8 +142,8 @@ def test_classify_scores_fasttext_without_torch_as_the_torch_model_does(dataset,
                           capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
     fast = [json.loads(line) for line in done.stdout.decode().splitlines()]
-    reference = [r for batch in api.classify(api.load_model(out), io.BytesIO(texts), top_k=2,
-                                                      threshold=threshold) for r in batch]
+    chunks = api.text_chunks(io.BytesIO(texts))
+    reference = [r for batch in api.predict(api.load_model(out), chunks, top_k=2, threshold=threshold) for r in batch]
     assert [r["id"] for r in fast] == [r["id"] for r in reference] == [1, 2, 3, 4]  # a blank line is an empty bag
     for got, want in zip(fast, reference):
         assert [t["label"] for t in got["top_k"]] == [t["label"] for t in want["top_k"]]

@@ -11,7 +11,7 @@ import time
 
 from helpers import TINY_FASTTEXT
 
-from dlcli import api, checkpoint
+from dlcli import checkpoint
 
 # More output than a pipe buffers, so the writer must notice that `head` went away.
 BIG_INPUT_LINES = 20_000
@@ -62,7 +62,7 @@ def wait_for(path, process, timeout: float = 90.0) -> None:
 def test_ctrl_c_saves_a_resumable_state_and_exits_130(dataset, tmp_path):
     recipe = dataset.recipe(model=TINY_FASTTEXT, train={"epochs": 100_000})
     out = tmp_path / "m.pt"
-    state = api.sidecar(out, "train-state.pt")
+    state = checkpoint.sidecar(out, "train-state.pt")
     with open(tmp_path / "err.txt", "w+") as err:
         process = subprocess.Popen([sys.executable, "-m", "dlcli", "train", str(recipe), "--out", str(out)],
                                    stdout=subprocess.PIPE, stderr=err, text=True, env=plain_env())

@@ -33,11 +33,11 @@ STEPS_PER_EPOCH = 8  # 3 labels x 40 training examples, batches of 16
 
 
 def metrics_log(out: Path) -> list[dict]:
-    return [json.loads(line) for line in api.sidecar(out, "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in checkpoint.sidecar(out, "metrics.jsonl").read_text().splitlines()]
 
 
 def train_state(out: Path) -> dict:
-    return checkpoint.load(api.sidecar(out, "train-state.pt"), checkpoint.STATE_FORMAT)
+    return checkpoint.load(checkpoint.sidecar(out, "train-state.pt"), checkpoint.STATE_FORMAT)
 
 
 def patch_loss(monkeypatch, change) -> None:
@@ -251,7 +251,7 @@ def test_resume_refuses_a_changed_model(cli, dataset):
 def test_resume_without_a_saved_state(cli, dataset):
     out = dataset.root / "never.pt"
     assert_fails(train(cli, dataset.recipe(), out, "--resume"), 1, "nothing to resume",
-                 str(api.sidecar(out, "train-state.pt").resolve()))
+                 str(checkpoint.sidecar(out, "train-state.pt").resolve()))
 
 
 # ---------------------------------------------------------------- a loss that goes bad

@@ -11,7 +11,7 @@ import torch
 from helpers import FILLER, TOPICS, assert_fails, assert_ok, tiny_kwargs, train
 from torch import nn
 
-from dlcli import api, registry
+from dlcli import api, registry, training
 
 DIM = 8  # TINY_KNOBS' embedding_dim and d_model
 WORD_MODELS = sorted(set(registry.MODELS["classify"]) - {"charcnn"})  # charcnn: see the test at the end
@@ -33,12 +33,12 @@ def start_weights(monkeypatch) -> dict[str, torch.Tensor]:
     """Filled with the model's state as training starts, after every initialisation."""
     seen: dict[str, torch.Tensor] = {}
 
-    class Spy(api.Trainer):
+    class Spy(training.Trainer):
         def fit(self, *args, **kwargs):
             seen.update({k: v.detach().clone() for k, v in self.model.state_dict().items()})
             return super().fit(*args, **kwargs)
 
-    monkeypatch.setattr(api, "Trainer", Spy)
+    monkeypatch.setattr(training, "Trainer", Spy)
     return seen
 
 

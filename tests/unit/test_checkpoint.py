@@ -151,13 +151,13 @@ def test_describe_drops_weights_and_counts_parameters():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_rebuilt_models_adopt_the_saved_tensors(dtype):
-    from dlcli.api import _rebuild
+    from dlcli.loading import build_loaded
     from dlcli.models.fasttext import FastText
 
     model = FastText(50, 3, 0, embedding_dim=4, loss="hs")
     model.fit_labels([5, 1, 2])
     state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    rebuilt = _rebuild(FastText, (50, 3, 0), {"embedding_dim": 4, "loss": "hs"}, state)
+    rebuilt = build_loaded(FastText, (50, 3, 0), {"embedding_dim": 4, "loss": "hs"}, state)
     assert not any(t.is_meta for t in [*rebuilt.parameters(), *rebuilt.buffers()])
     assert all(p.dtype == torch.float32 for p in rebuilt.parameters())  # float16 files are cast back
     ids, mask = torch.tensor([[3, 4, 0]]), torch.tensor([[True, True, False]])

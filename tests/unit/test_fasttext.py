@@ -1,4 +1,5 @@
-"""FastText: n-gram features, the Huffman tree, and the Hogwild kernel against autograd SGD."""
+"""FastText: n-gram features, the Huffman tree, the Hogwild kernel, the NumPy scorer's refusals,
+building. The fast paths against the reference forward: test_fasttext_parity.py."""
 
 from __future__ import annotations
 
@@ -12,16 +13,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from dlcli.errors import RecipeError
-from dlcli.models.fasttext import FastText
+from dlcli.models.fasttext import INIT_BLOCKS, LOSSES, FastText
 from dlcli.models.fasttext_numpy import FastTextScorer
 from dlcli.nn.hsoftmax import log_probs
 from dlcli.nn.huffman import huffman_paths
-from dlcli.recipe import DataConfig
+from dlcli.registry import parse_recipe
 from dlcli.tasks.classify import ClassifyTask
-from dlcli.tasks.classify_output import probabilities
 from dlcli.text.ngrams import build_ngram_vocab, ngram_vocab_from_dict
 from dlcli.text.readers import Record
 
@@ -120,94 +119,20 @@ def test_huffman_gives_frequent_labels_short_paths_and_unique_codes():
 # ---------------------------------------------------------------- the Hogwild kernel
 
 
-def _batch(rows: list[list[int]], labels) -> dict[str, torch.Tensor]:
-    width = max(map(len, rows))
-    ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
-    return {"ids": ids, "mask": ids != 0, "target": torch.as_tensor(labels)}
-
-
-def _bags(rows: list[list[int]], labels) -> dict[str, np.ndarray]:
-    """The same batch as ClassifyTask.collate_bags gives it to hogwild_step."""
-    lengths = np.array([len(r) for r in rows])
-    return {"flat": np.concatenate(rows), "starts": np.cumsum(lengths) - lengths, "lengths": lengths,
-            "target": np.asarray(labels, dtype=np.float32 if np.ndim(labels) == 2 else np.int64)}
-
-
-def _autograd_sgd(model: FastText, batch: dict, lr: float) -> float:
-    """One plain SGD step on the summed per-example loss the kernel minimises."""
-    out = model(batch["ids"], batch["mask"])
-    target = batch["target"]
-    if model.loss_kind == "ova":
-        multi = target.float() if target.dim() == 2 else F.one_hot(target, out.shape[1]).float()
-        loss = F.binary_cross_entropy_with_logits(out, multi, reduction="sum")
-    else:  # hs gives log-probabilities, and log_softmax leaves them as they are
-        loss = F.cross_entropy(out, target, reduction="sum")
-    model.zero_grad()
-    loss.backward()
-    with torch.no_grad():
-        for p in model.parameters():
-            p -= lr * p.grad
-    return float(loss.detach())
-
-
-@pytest.mark.parametrize("loss", ["softmax", "hs", "ova"])
-def test_one_example_matches_autograd_sgd(loss):
-    torch.manual_seed(0)
-    ref = FastText(30, 5, 0, embedding_dim=8, loss=loss)
-    ref.fit_labels([9, 1, 4, 2, 7])
-    with torch.no_grad():
-        ref.output.normal_()  # a zero output layer would hide the input-row update
-    fast = FastText(30, 5, 0, embedding_dim=8, loss=loss)
-    fast.load_state_dict(ref.state_dict())
-    expected = _autograd_sgd(ref, _batch([[3, 7, 7, 12]], [2]), lr=0.3)
-    got = fast.hogwild_step(_bags([[3, 7, 7, 12]], [2]), lr=0.3, threads=1)
-    assert got == pytest.approx(expected, rel=1e-4)
-    torch.testing.assert_close(fast.embedding.weight, ref.embedding.weight, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(fast.output, ref.output, atol=1e-6, rtol=1e-5)
-
-
-def test_a_batch_on_one_thread_is_sequential_per_example_sgd():
-    torch.manual_seed(1)
-    ref = FastText(40, 3, 0, embedding_dim=6)
-    with torch.no_grad():
-        ref.output.normal_()
-    fast = FastText(40, 3, 0, embedding_dim=6)
-    fast.load_state_dict(ref.state_dict())
-    rows, labels = [[1, 2, 3], [4, 5], [2, 9, 9, 30, 31]], [0, 2, 1]
-    for row, label in zip(rows, labels):
-        _autograd_sgd(ref, _batch([row], [label]), lr=0.5)
-    fast.hogwild_step(_bags(rows, labels), lr=0.5, threads=1)
-    torch.testing.assert_close(fast.embedding.weight, ref.embedding.weight, atol=1e-6, rtol=1e-5)
-
-
-def test_multi_label_targets_train_one_sigmoid_each():
-    torch.manual_seed(2)
-    ref = FastText(20, 4, 0, embedding_dim=5, loss="ova")
-    with torch.no_grad():
-        ref.output.normal_()
-    fast = FastText(20, 4, 0, embedding_dim=5, loss="ova")
-    fast.load_state_dict(ref.state_dict())
-    _autograd_sgd(ref, _batch([[5, 6, 7]], [[1.0, 0.0, 1.0, 0.0]]), lr=0.2)
-    fast.hogwild_step(_bags([[5, 6, 7]], [[1.0, 0.0, 1.0, 0.0]]), lr=0.2, threads=1)
-    torch.testing.assert_close(fast.output, ref.output, atol=1e-6, rtol=1e-5)
-
-
 def test_two_threads_learn_a_separable_task():
     rng = np.random.default_rng(0)
     model = FastText(103, 3, 0, embedding_dim=16)
-    rows, labels = [], []
-    for _ in range(600):
-        label = int(rng.integers(3))
-        rows.append([int(rng.integers(3, 100)) for _ in range(4)] + [100 + label])
-        labels.append(label)
-    batch, bags = _batch(rows, labels), _bags(rows, labels)
+    labels = rng.integers(3, size=600)
+    rows = np.concatenate([rng.integers(3, 100, size=(600, 4)), 100 + labels[:, None]], 1)  # (N, 5): 100 + label last
+    starts = np.arange(600) * 5
+    bags = {"flat": rows.reshape(-1), "starts": starts, "lengths": np.full(600, 5), "target": labels}
     first = model.hogwild_step(bags, lr=0.5, threads=2)
     for _ in range(5):
         last = model.hogwild_step(bags, lr=0.5, threads=2)
     assert last < first / 4 and math.isfinite(last)
     with torch.no_grad():
-        accuracy = (model(batch["ids"], batch["mask"]).argmax(1) == batch["target"]).float().mean()
-    assert accuracy > 0.95
+        predicted = model.forward_bags(torch.from_numpy(bags["flat"]), torch.from_numpy(starts)).argmax(1)
+    assert (predicted.numpy() == labels).mean() > 0.95
 
 
 def test_padding_never_counts_in_the_mean():
@@ -222,32 +147,34 @@ def test_padding_never_counts_in_the_mean():
 # ---------------------------------------------------------------- the NumPy scorer (torch-free prediction)
 
 
-@pytest.mark.parametrize("loss", ["softmax", "hs", "ova"])
-def test_numpy_scorer_gives_the_torch_model_probabilities(loss):
-    torch.manual_seed(3)
-    model = FastText(60, 5, 0, embedding_dim=8, loss=loss).eval()
-    model.fit_labels([9, 1, 4, 2, 7])
-    with torch.no_grad():
-        model.output.normal_()
-    bags = [np.array([3, 7, 7, 12]), np.array([], dtype=np.int64), np.array([59]), np.arange(1, 40)]
-    scorer = FastTextScorer({k: v.numpy() for k, v in model.state_dict().items()}, {"loss": loss})
-    got = probabilities(scorer.scores(bags), sigmoid=loss == "ova")
-    flat = torch.from_numpy(np.concatenate(bags))
-    lengths = torch.tensor([len(b) for b in bags])
-    with torch.no_grad():
-        out = model.forward_bags(flat, torch.cumsum(lengths, 0) - lengths)
-    expected = torch.sigmoid(out) if loss == "ova" else torch.softmax(out, -1)
-    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
-    assert got.dtype == np.float32 and got.shape == (4, 5)
-    compiled = scorer.scores_flat(np.concatenate(bags), np.array([len(b) for b in bags]))
-    np.testing.assert_allclose(compiled, scorer.scores(bags), rtol=1e-5, atol=1e-6)
-    assert compiled.dtype == np.float32
+def test_numpy_scorer_refuses_options_it_does_not_implement():
+    state = {k: v.numpy() for k, v in FastText(20, 3, 0, embedding_dim=4, loss="hs").state_dict().items()}
+    assert FastTextScorer.unsupported({}) is None
+    assert FastTextScorer.unsupported({"embedding_dim": 4, "loss": "hs"}) is None
+    assert "dropout" in FastTextScorer.unsupported({"embedding_dim": 4, "loss": "hs", "dropout": 0.1})
+    assert "'focal'" in FastTextScorer.unsupported({"embedding_dim": 4, "loss": "focal"})
+    for kwargs in [{"embedding_dim": 4, "loss": "hs", "dropout": 0.1}, {"loss": "focal"}]:
+        with pytest.raises(ValueError, match=re.escape(FastTextScorer.unsupported(kwargs))):
+            FastTextScorer(state, kwargs)
+
+
+def test_numpy_scoring_imports_neither_torch_nor_numba():
+    # numba's import (0.5 s) is what the Python-loop path saves on small inputs; torch's (1.5 s) the whole scorer
+    code = ("import json, sys, numpy as np; from dlcli.models.fasttext_numpy import FastTextScorer; "
+            "r = np.random.default_rng(0); state = {'embedding.weight': r.random((9, 4), np.float32), "
+            "'output': r.random((3, 4), np.float32) - 0.5, "
+            "'label_counts': np.array([5, 1, 2, 2])}; "
+            "p = np.exp(FastTextScorer(state, {'loss': 'hs'}).scores([np.array([1, 2, 2]), np.array([], int)])); "
+            "print(json.dumps([p.sum(1).tolist(), sorted({'torch', 'numba'} & set(sys.modules))]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    sums, imported = json.loads(out)
+    assert imported == [] and sums == pytest.approx([1.0, 1.0], abs=1e-6)
 
 
 def test_large_inputs_switch_to_compiled_prediction_with_the_same_records(tmp_path, monkeypatch):
     import io
 
-    from dlcli import api, checkpoint, numpy_predict
+    from dlcli import api, numpy_predict
 
     train = tmp_path / "train.txt"
     train.write_text("".join(f"__label__{i % 3} w{i % 3} x{i % 7} shared{i % 5}\n" for i in range(300)))
@@ -255,24 +182,26 @@ def test_large_inputs_switch_to_compiled_prediction_with_the_same_records(tmp_pa
     recipe.write_text(f"task: classify\nseed: 1\ndevice: cpu\ndata: {{train: {train}, format: fasttext}}\n"
                       "vocab: {type: ngrams, pattern: '\\S+', word_ngrams: 2, buckets: 1000, minn: 0, maxn: 0}\n"
                       "model: {type: fasttext, embedding_dim: 8}\n"
-                      "train: {epochs: 2, batch_size: 16, optimizer: {type: sgd, lr: 0.5}}\n")
+                      "train: {epochs: 2, batch_size: 16, optimizer: {type: hogwild_sgd, lr: 0.5}}\n")
     api.train(recipe, out=tmp_path / "m.pt")
     lines = "".join(f"w{i % 3} x{i % 7} unseen{i} shared{i % 5}\n" for i in range(500)).encode()
     runs = {}
     for name, threshold in [("python", 10**12), ("compiled", 1)]:
         monkeypatch.setattr(numpy_predict, "COMPILED_FROM_CHARS", threshold)
-        model = numpy_predict.load_classifier(tmp_path / "m.pt", checkpoint.read(tmp_path / "m.pt"))
-        runs[name] = [r for chunk in model.classify(io.BytesIO(lines), chunk=128) for r in chunk]
+        model = api.load_predictor(tmp_path / "m.pt")
+        assert isinstance(model, numpy_predict.FastTextClassifier)
+        runs[name] = [r for chunk in api.predict(model, api.text_chunks(io.BytesIO(lines), chunk=128)) for r in chunk]
         assert model.compiled == (name == "compiled")
     assert [r["label"] for r in runs["python"]] == [r["label"] for r in runs["compiled"]]
     np.testing.assert_allclose([r["score"] for r in runs["python"]], [r["score"] for r in runs["compiled"]], atol=2e-6)
 
 
-def test_collate_bags_points_at_each_example_ids():
+def test_collate_kernel_points_at_each_example_ids():
     records = [Record(text, [str(i % 2)], i) for i, text in enumerate(TEXTS)]
-    task = ClassifyTask.from_records(build_ngram_vocab, {"word_ngrams": 2, "buckets": 50},
-                                     DataConfig(train="x"), records, None)
-    bags = task.collate_bags([2, 0])
+    recipe = parse_recipe({"task": "classify", "model": "fasttext", "data": {"train": "x"}})
+    task = ClassifyTask.from_records(recipe, {"vocab": (build_ngram_vocab, {"word_ngrams": 2, "buckets": 50})},
+                                     records, None)
+    bags = task.collate_kernel([2, 0])
     for row, i in enumerate([2, 0]):
         start, length = bags["starts"][row], bags["lengths"][row]
         np.testing.assert_array_equal(bags["flat"][start : start + length], task.splits["train"][0][i])
@@ -292,3 +221,35 @@ def test_table_init_depends_on_the_seed_not_the_thread_count():
     assert torch.equal(tables[0], tables[1]) and torch.equal(tables[0], tables[2])
     assert tables[0][0].abs().max() == 0  # the padding row
     assert tables[0].abs().max() <= 0.1 and tables[0][1:].std() > 0.05  # uniform in +-1/dim
+
+
+def test_table_init_is_the_seeded_block_draw():
+    torch.manual_seed(5)
+    table = FastText(1000, 3, 0, embedding_dim=10).embedding.weight.detach()
+    torch.manual_seed(5)
+    seeds = torch.randint(2**62, (INIT_BLOCKS,)).tolist()
+    size = 1000 // INIT_BLOCKS * 10
+    blocks = [np.random.default_rng(seed).random(size, dtype=np.float32) * 0.2 - 0.1 for seed in seeds]
+    expected = torch.from_numpy(np.concatenate(blocks).reshape(1000, 10))
+    expected[0] = 0.0
+    torch.testing.assert_close(table, expected, rtol=0, atol=1e-8)
+
+
+# ---------------------------------------------------------------- building to load
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_model_built_on_meta_draws_nothing_and_adopts_a_checkpoint(loss):
+    torch.manual_seed(4)
+    saved = FastText(50, 3, 0, embedding_dim=6, loss=loss)
+    saved.fit_labels([5, 1, 2])
+    with torch.no_grad():
+        saved.output.normal_()
+    rng = torch.get_rng_state()
+    with torch.device("meta"):
+        model = FastText(50, 3, 0, embedding_dim=6, loss=loss)
+    assert model.embedding.weight.is_meta and torch.equal(torch.get_rng_state(), rng)  # no seed drawn either
+    model.load_state_dict(saved.state_dict(), assign=True)
+    flat, offsets = torch.tensor([3, 4, 4, 49, 7]), torch.tensor([0, 3, 3])
+    with torch.no_grad():
+        assert torch.equal(model.forward_bags(flat, offsets), saved.forward_bags(flat, offsets))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dlcli.errors import DataError
-from dlcli.recipe import DataConfig
+from dlcli.tasks.classify import ClassifyData
 from dlcli.text.readers import iter_inputs, read_labelled
 
 
@@ -20,7 +20,7 @@ def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
 
 
 def read(path: Path, **cfg):
-    return read_labelled(path, DataConfig(**cfg))
+    return read_labelled(path, ClassifyData(**cfg))
 
 
 def as_pairs(records) -> list[tuple[list[str], str, int]]:
@@ -144,7 +144,7 @@ def test_unknown_encoding(tmp_path):
 
 
 def test_unknown_format(tmp_path):
-    # DataConfig itself does not check choices (the recipe parser does), so the reader must.
+    # ClassifyData itself does not check choices (the recipe parser does), so the reader must.
     assert "unknown data format" in data_error(write(tmp_path, "a.tsv", "a\tb\n"), format="xml")
 
 

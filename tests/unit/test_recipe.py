@@ -11,7 +11,8 @@ from helpers import recipe_dict
 from dlcli import registry
 from dlcli.errors import DataError, RecipeError
 from dlcli.models.textcnn import TextCNN
-from dlcli.recipe import Component, bind_kwargs, coerce, data_root, load_recipe, parse_recipe, resolve_data_path
+from dlcli.recipe import Component, bind_kwargs, coerce, data_root, resolve_data_path
+from dlcli.registry import load_recipe, parse_recipe
 from dlcli.schedules import OPTIMIZERS
 
 

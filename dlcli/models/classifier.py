@@ -1,0 +1,23 @@
+"""What the classify task asks of every classifier, declared once with the values most take.
+
+Each classify model lists `ClassifierDefaults` first among its bases and overrides what differs;
+the task reads these attributes instead of asking a model what it can do.
+"""
+
+from __future__ import annotations
+
+
+class ClassifierDefaults:
+    min_length = 1  # inputs are padded to at least this many tokens (TextCNN: its widest window)
+    output_activation = "softmax"  # "sigmoid": one independent probability per label (fastText's ova)
+    bag_input = False  # True: forward_bags(flat ids, offsets) scores unpadded bags (FastText)
+    word_attention = False  # True: attention(ids, mask) gives each token's weight (attn_lstm)
+
+    def fit_labels(self, counts: list[int]) -> None:
+        """Told the training label frequencies before training (hierarchical softmax builds its tree)."""
+
+    def after_init_vectors(self) -> None:
+        """Called once pretrained vectors have filled `embedding` (TextCNN's fixed channel copies them)."""
+
+    def after_optimizer_step(self) -> None:
+        """Called after each optimizer step (TextCNN's max-norm constraint)."""

@@ -1,0 +1,117 @@
+"""Step strategies: how one batch of training examples changes the weights.
+
+The recipe names the strategy through `train.optimizer.type`: any torch optimizer trains by
+autograd (`AutogradStep`); `hogwild_sgd` hands each batch to the model's own compiled loop
+(`HogwildStep`: fastText's per-example, lock-free SGD; word2vec's kernel plugs in the same way).
+A strategy refuses, as a RecipeError naming the key, every setting it cannot honour, so one recipe
+never trains a different algorithm on another device.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dlcli.device import Placement, autocast
+from dlcli.errors import RecipeError
+
+
+class HogwildSGD(torch.optim.Optimizer):
+    """Plain SGD whose updates the model's kernel makes in place; this optimizer only carries the
+    learning rate that the schedule sets, so schedules, logging and resume work unchanged."""
+
+    def __init__(self, params, *, lr: float = 0.1):
+        if not lr > 0:
+            raise ValueError(f"lr must be above 0, not {lr}")
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):  # the kernel has already moved the weights
+        return None
+
+
+class AutogradStep:
+    """Collate, loss, backward, clip, the optimizer's step: every model, device and precision."""
+
+    def __init__(self, model: nn.Module, net: nn.Module, task, optimizer, cfg, placement: Placement,
+                 precision: str):
+        self.model, self.net, self.task, self.optimizer = model, net, task, optimizer
+        self.cfg, self.device, self.precision = cfg, placement.device, precision
+        self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and self.device.type == "cuda")
+
+    @staticmethod
+    def check(recipe, placement: Placement) -> None:
+        """Everything goes."""
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+        return self.task.train_batches(batch_size, generator)
+
+    def __call__(self, indices: list[int], lr: float, check_finite) -> float:
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in self.task.collate(indices).items()}
+        with autocast(self.device, self.precision):
+            loss = self.task.loss(self.net, batch)
+        value = float(loss.detach())
+        check_finite(value)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return value
+
+    def state_dict(self) -> dict:
+        return {"scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scaler.load_state_dict(state["scaler"])
+
+
+class HogwildStep:
+    """The model's `hogwild_step(batch, lr, threads)` over the task's kernel batches, on every CPU
+    thread (one with `train.deterministic`). Plain SGD on the CPU in one fp32 process by nature."""
+
+    def __init__(self, model: nn.Module, net: nn.Module, task, optimizer, cfg, placement: Placement,
+                 precision: str):
+        self.model, self.task, self.optimizer = model, task, optimizer
+        self.threads = 1 if cfg.deterministic else torch.get_num_threads()
+
+    @staticmethod
+    def check(recipe, placement: Placement | None = None) -> None:
+        """Refuse what lock-free per-example SGD on the CPU cannot do; `placement` (known once the
+        run starts) adds the resolved device and torchrun's world size."""
+        why = "hogwild_sgd is fastText's lock-free SGD on the CPU threads of one process"
+        use = "use device: cpu, or another train.optimizer (e.g. sgd) to train by autograd"
+        if str(recipe.device).startswith(("cuda", "mps")):
+            raise RecipeError(f"device: {recipe.device} with train.optimizer hogwild_sgd: {why}", use)
+        if placement is not None and placement.device.type != "cpu":
+            raise RecipeError(f"device: {recipe.device} resolved to {placement.device}; {why}", use)
+        if recipe.precision != "fp32":
+            raise RecipeError(f"precision: {recipe.precision} with train.optimizer hogwild_sgd: it trains in fp32",
+                              "use precision: fp32, or another train.optimizer")
+        if recipe.train.grad_clip:
+            raise RecipeError("train.grad_clip: hogwild_sgd updates per example and clips nothing",
+                              "remove train.grad_clip, or use another train.optimizer")
+        if placement is not None and placement.distributed:
+            raise RecipeError(f"train.optimizer: hogwild_sgd trains in one process, not {placement.world_size} "
+                              "torchrun ranks", "run without torchrun, or use another train.optimizer")
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+        return self.task.kernel_batches(batch_size, generator)
+
+    def __call__(self, indices: list[int], lr: float, check_finite) -> float:
+        value = self.model.hogwild_step(self.task.collate_kernel(indices), lr, self.threads)
+        check_finite(value)
+        self.optimizer.step()  # a no-op that keeps the schedule's step-order check quiet
+        return value
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+# train.optimizer types that train with a model's own kernel, and the (task, model type) pairs
+# whose models implement it; every other optimizer trains by autograd.
+KERNEL_STEPS = {"hogwild_sgd": HogwildStep}

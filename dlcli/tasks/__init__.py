@@ -1,0 +1,142 @@
+"""The contract every task keeps with the trainer, the loading layer and the facade.
+
+A task adapter turns a recipe's data into batches, a loss and dev metrics for the trainer, and
+inputs into JSON-ready records for the CLI. Adapters subclass `Task` (a `typing.Protocol`) to take
+its declared defaults for the optional parts; api.py, training.py and trainer.py call only what is
+declared here, so they never name a task or a model, and never ask either what it can do.
+
+A task also declares its recipe sections: `data` and `predict` are dataclasses of its own (the
+recipe parser reads and checks them; a checkpoint stores only their fields), `vocabs` names the
+vocabularies it builds, and `metrics` says which way each of its metrics is better.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from dlcli.errors import RecipeError
+from dlcli.recipe import data_path
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """The `data:` keys every task has; each task extends it with its own."""
+
+    train: str | None = data_path()
+    dev: str | None = data_path()
+    encoding: str = "utf-8"
+
+
+@dataclass(frozen=True)
+class PredictSection:
+    """The `predict:` keys every task has: inference defaults stored in the checkpoint."""
+
+    batch_size: int = 256
+
+
+class Task(Protocol):
+    """What a task adapter is. Subclass it explicitly to inherit the defaults below."""
+
+    name: ClassVar[str]
+    command: ClassVar[str] = "dlcli evaluate"  # the CLI command that predicts with the task's models
+    data_section: ClassVar[type] = DataSection
+    predict_section: ClassVar[type] = PredictSection
+    # The vocabularies the task builds: ("vocab",) reads one `vocab:` component; () none, and a
+    # `vocab:` key is then an error; several names read `vocab: {name: component, ...}`.
+    vocabs: ClassVar[tuple[str, ...]] = ("vocab",)
+    metrics: ClassVar[dict[str, bool]]  # metric name -> higher is better
+    model_positional: ClassVar[int] = 3  # data-derived positional arguments of the model builders
+    evaluate_options: ClassVar[frozenset[str]] = frozenset()  # options `evaluate` takes besides records
+    notes: list[str]  # data problems worth telling the user, not fatal
+
+    # ------------------------------------------------------------ recipe and construction
+
+    @classmethod
+    def check_recipe(cls, recipe) -> None:
+        """Refuse what the task cannot train, naming the recipe key."""
+
+    @classmethod
+    def read(cls, path, data) -> Any:
+        """Records of a labelled file, read with the `data` section's options."""
+        ...
+
+    @classmethod
+    def from_records(cls, recipe, vocabs: dict[str, tuple[Callable, dict]], train: Any, dev: Any,
+                     init: Any = None) -> Task:
+        """A task ready to train: vocabularies built from `train`, splits encoded. `vocabs` maps each
+        declared vocabulary name to its (builder, kwargs); `init` is the loaded `data.init` model."""
+        ...
+
+    @classmethod
+    def from_checkpoint(cls, content: dict) -> Task:
+        """The task as a checkpoint's content (`payload` plus the recipe) describes it."""
+        ...
+
+    def payload(self) -> dict:
+        """What the checkpoint holds for the task besides the recipe and weights."""
+        ...
+
+    def model_sizes(self) -> tuple:
+        """The data-derived positional arguments of the model builder."""
+        ...
+
+    def prepare_model(self, model) -> None:
+        """Before training: start the model from what the data gives (pretrained vectors, label
+        frequencies, earlier nets) and learn what the task needs to know of it."""
+
+    def describe(self) -> str:
+        """What the model trains on, for the line announcing a run."""
+        return f"{self.num_train:,} examples"
+
+    @property
+    def default_metric(self) -> str:
+        return next(iter(self.metrics))
+
+    # ------------------------------------------------------------ training
+
+    @property
+    def has_dev(self) -> bool: ...
+
+    @property
+    def num_train(self) -> int: ...
+
+    def train_batches(self, batch_size: int, generator) -> list[list[int]]:
+        """Indices into the train split, one list per optimizer step, in the epoch's order."""
+        ...
+
+    def collate(self, indices: list[int]) -> dict:
+        """A batch of tensors (on the CPU) for `loss`."""
+        ...
+
+    def loss(self, model, batch: dict):
+        ...
+
+    def after_step(self, model) -> None:
+        """After each optimizer step: constraints on the weights (TextCNN's max-norm)."""
+
+    def kernel_batches(self, batch_size: int, generator) -> list[list[int]]:
+        """Batches for a model's own training kernel (a step strategy such as hogwild_sgd)."""
+        raise RecipeError(f"train.optimizer: the {self.name} task has no batches for a training kernel")
+
+    def collate_kernel(self, indices: list[int]) -> dict:
+        raise RecipeError(f"train.optimizer: the {self.name} task has no batches for a training kernel")
+
+    def evaluate(self, model, records: Any = None, options: dict | None = None) -> dict:
+        """Metrics on the dev split, or on `records` read from a labelled file."""
+        ...
+
+    # ------------------------------------------------------------ inference
+
+    def check_options(self, options: dict) -> None:
+        """Refuse prediction options out of range, naming the option."""
+
+    def predict(self, model, ids: list, inputs: list, options: dict) -> list[dict]:
+        """JSON-ready records for a chunk of inputs (text lines or image paths), in input order.
+        `options`: the checkpoint's `predict` section overridden by the caller's options."""
+        ...
+
+
+def lower_is_better(task: type[Task] | Task, metric: str) -> bool:
+    return not task.metrics[metric]

@@ -1,0 +1,139 @@
+"""A training run from a recipe: read the data, build the task and model, optimise with the
+recipe's step strategy, write the checkpoint. Task-agnostic: everything task-specific comes
+through the adapter contract (dlcli/tasks/__init__.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlcli import checkpoint, loading, registry
+from dlcli.device import seed_everything, setup_placement, teardown_placement, wrap_distributed
+from dlcli.errors import CheckpointError, RecipeError
+from dlcli.recipe import Recipe, checkpoint_fields, data_root, path_fields, resolve_data_path
+from dlcli.trainer import Trainer
+
+# Recipe sections that must match for --resume to continue the same run.
+_RESUME_KEYS = ("task", "seed", "data", "vocab", "model")
+
+
+def run(recipe: Recipe, recipe_path: Path, out: Path, data_dir: str | None, resume: bool, console) -> dict:
+    parts = registry.resolve_recipe(recipe)
+    placement = setup_placement(recipe.device)
+    try:
+        parts.step.check(recipe, placement)
+        return _run(recipe, parts, recipe_path, out, data_dir, resume, placement, console)
+    finally:
+        teardown_placement(placement)
+
+
+def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Path, data_dir, resume: bool,
+         placement, console) -> dict:
+    seed_everything(recipe.seed, recipe.train.deterministic)
+    task = _prepare_task(recipe, parts, recipe_path, data_dir)
+    builder, model_kwargs = parts.model
+    try:
+        model = builder(*task.model_sizes(), **model_kwargs)
+    except ValueError as exc:  # a knob the builder refuses, e.g. an unknown pooling
+        raise RecipeError(f"model: {exc}", f"fix that value in the {recipe.model.type} model section") from None
+    task.prepare_model(model)
+    model.to(placement.device)
+
+    cfg = recipe.train
+    optimizer, scheduler = _optimization(parts, model, task.num_train, cfg, placement.world_size)
+    resolved = parts.recipe_dict(recipe)
+
+    def save_model(module: torch.nn.Module, metrics: dict) -> None:
+        checkpoint.save(out, {
+            "task": recipe.task, "recipe": resolved,
+            "model": {"type": recipe.model.type, "kwargs": model_kwargs},
+            **task.payload(), "state_dict": module.state_dict(), "metrics": metrics,
+        })
+
+    state_path, log_path = checkpoint.sidecar(out, "train-state.pt"), checkpoint.sidecar(out, "metrics.jsonl")
+    step = parts.step(model, wrap_distributed(model, placement), task, optimizer, cfg, placement, recipe.precision)
+    trainer = Trainer(model, task, cfg, optimizer=optimizer, scheduler=scheduler, step=step, placement=placement,
+                      seed=recipe.seed, save_model=save_model, state_path=state_path, log_path=log_path,
+                      console=console)
+    if resume:
+        _restore(trainer, state_path, resolved)
+    elif placement.is_main:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("", encoding="utf-8")
+    if console is not None and placement.is_main:
+        for note in task.notes:
+            console.print(f"note: {note}")
+        console.print(_announcement(recipe, task, model, placement))
+    progress = trainer.fit({"recipe": resolved})
+    summary = {"checkpoint": str(out), "steps": progress.global_step, "epochs": progress.epoch,
+               "metric": trainer.metric, "best_step": progress.best_step}
+    if progress.best is not None:
+        summary["best"] = trainer.reported(progress.best)
+    return summary
+
+
+def _optimization(parts: registry.Resolved, model, num_train: int, cfg, world_size: int):
+    steps_per_epoch = max(1, math.ceil(num_train / cfg.batch_size) // world_size)
+    total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
+    return registry.build_optimization(parts, model.parameters(), int(total), steps_per_epoch)
+
+
+def _announcement(recipe: Recipe, task, model, placement) -> str:
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    ranks = f" x{placement.world_size}" if placement.distributed else ""
+    return (f"training {recipe.model.type} on {task.describe()}, {params:,} trained parameters, "
+            f"device {placement.device}{ranks}")
+
+
+def _prepare_task(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, data_dir):
+    """The task built from the recipe's data: file names resolved against the data root, the
+    checkpoint a run starts from (`data.init`) loaded, train and dev records read."""
+    if not recipe.data.train:
+        raise RecipeError("data.train: required to train", "name the training file in the recipe")
+    data = _resolved_paths(recipe.data, data_root(data_dir), recipe_path.parent)
+    init = None
+    for name in checkpoint_fields(data):
+        if getattr(data, name):
+            init = _load_init(getattr(data, name), name)
+    train_records = parts.adapter.read(Path(data.train), data)
+    dev_records = parts.adapter.read(Path(data.dev), data) if data.dev else None
+    return parts.adapter.from_records(dataclasses.replace(recipe, data=data), parts.vocabs, train_records,
+                                      dev_records, init)
+
+
+def _resolved_paths(data: Any, root: Path, recipe_dir: Path) -> Any:
+    """The data section with every file field (`recipe.data_path`) made a path that exists."""
+    def resolve(value):
+        if isinstance(value, list):
+            return [str(resolve_data_path(v, root, recipe_dir)) for v in value]
+        return str(resolve_data_path(value, root, recipe_dir)) if value else value
+
+    return dataclasses.replace(data, **{name: resolve(getattr(data, name)) for name in path_fields(data)})
+
+
+def _load_init(name: str, field: str) -> loading.LoadedModel:
+    try:
+        return loading.load_model(name)
+    except CheckpointError as exc:
+        raise CheckpointError(f"data.{field}: {exc.message}", exc.hint) from None
+
+
+def _restore(trainer: Trainer, state_path: Path, resolved: dict) -> None:
+    if not state_path.exists():
+        raise CheckpointError(f"nothing to resume: {state_path.resolve()} does not exist",
+                              "train without --resume first, with the same --out")
+    state = checkpoint.load(state_path, checkpoint.STATE_FORMAT)
+    saved = state.get("recipe", {})
+    changed = [k for k in _RESUME_KEYS if saved.get(k) != resolved.get(k)]
+    if changed:
+        raise RecipeError(f"--resume: the recipe's {', '.join(changed)} differ from the saved run's",
+                          "resume with the recipe the run started with (epochs may grow)")
+    try:
+        trainer.load_state_dict(state["trainer"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{state_path}: train state does not fit this model: {exc}") from None
+    trainer.progress.done = False  # resuming may continue past a finished run when epochs grew
