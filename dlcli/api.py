@@ -20,7 +20,7 @@ from dlcli.loading import LoadedModel, load_model
 from dlcli.text.readers import chunked_inputs
 
 __all__ = ["LoadedModel", "load_model", "train", "load_predictor", "predict", "evaluate", "text_chunks",
-           "batched", "expect_task"]
+           "input_chunks", "batched", "expect_task"]
 
 
 def default_output(recipe_path: str | Path) -> Path:
@@ -80,6 +80,16 @@ def text_chunks(stream: IO[bytes], source: str = "<stdin>", input_format: str = 
                 chunk: int = 4096) -> Iterator[tuple[list, list[str]]]:
     """(ids, texts) per chunk of input lines: line numbers, or the "id" fields of JSON Lines."""
     return chunked_inputs(stream, source, input_format, encoding, chunk)
+
+
+def input_chunks(predictor, stream: IO[bytes], source: str = "<stdin>", input_format: str = "text",
+                 encoding: str = "utf-8") -> Iterator[tuple[list, list]]:
+    """Chunks of what the predictor's task reads from a stream: texts (see text_chunks), or paths
+    (one per non-blank line), as many as its `batch_size`."""
+    if predictor.input_kind == "text":
+        return text_chunks(stream, source, input_format, encoding)
+    lines = (line.decode(encoding).rstrip("\r\n") for line in stream)
+    return batched((line for line in lines if line.strip()), int(predictor.predict_defaults.get("batch_size", 8)))
 
 
 def batched(items: Iterable, size: int) -> Iterator[tuple[list, list]]:

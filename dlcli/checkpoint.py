@@ -14,7 +14,6 @@ import io
 import os
 import pickle
 import struct
-import tempfile
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -25,6 +24,7 @@ import numpy as np
 
 from dlcli import __version__, migrations
 from dlcli.errors import CheckpointError
+from dlcli.files import atomic_write
 
 MODEL_FORMAT = "dlcli.model"
 STATE_FORMAT = "dlcli.train_state"
@@ -61,24 +61,14 @@ def save(path: str | os.PathLike, payload: dict, kind: str = MODEL_FORMAT) -> No
     import torch
     from torch.utils.serialization import config
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": kind, "format_version": FORMAT_VERSION, "dlcli_version": __version__}
     data.update(payload)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            computed, config.save.compute_crc32 = config.save.compute_crc32, False
-            try:
-                torch.save(data, fh)
-            finally:
-                config.save.compute_crc32 = computed
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        computed, config.save.compute_crc32 = config.save.compute_crc32, False
+        try:
+            torch.save(data, fh)
+        finally:
+            config.save.compute_crc32 = computed
 
 
 def read(path: str | os.PathLike, kind: str = MODEL_FORMAT) -> dict[str, Any]:

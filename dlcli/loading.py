@@ -34,6 +34,10 @@ class LoadedModel:
     def predict_defaults(self) -> dict:
         return dict(self.recipe.get("predict") or {})
 
+    @property
+    def input_kind(self) -> str:
+        return self.task.input_kind
+
     def check_options(self, options: dict) -> None:
         self.task.check_options(options)
 

@@ -14,7 +14,8 @@ _V1_DATA = {
     "classify": ("train", "dev", "encoding", "format", "label_column", "text_column", "header", "text_field",
                  "label_field", "multi_label", "max_length", "vectors", "vectors_format"),
     "tag": ("train", "dev", "encoding", "format", "token_column", "tag_column", "feature_columns",
-            "column_separator", "tag_scheme", "train_scheme", "bigrams", "feature_min_freq", "max_length"),
+            "column_separator", "tag_scheme", "train_scheme", "bigrams", "feature_min_freq", "max_length", "vectors",
+            "vectors_format"),
     "detect_faces": ("train", "dev", "encoding", "format", "stage", "init", "extra_train", "recrop", "backgrounds",
                      "background_negatives", "dev_fraction", "augment", "cache_dir"),
 }

@@ -26,6 +26,7 @@ class FastTextClassifier:
     """`dlcli classify` with a FastText model: NumPy bag means and output layer (FastTextScorer)."""
 
     options = frozenset({"top_k", "threshold", "batch_size"})  # what it implements of classify's options
+    input_kind = "text"
 
     def __init__(self, data: dict, scorer):
         extra = data["task_state"]

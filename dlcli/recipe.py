@@ -136,6 +136,20 @@ def load_recipe(path: str | Path, overrides: list[str], task_of: Callable[[str],
     return parse_recipe(raw, task_of, source=str(path))
 
 
+def parse_overrides(items: list[str], flag: str) -> dict:
+    """Flat KEY=VALUE items as a dict, each value parsed as YAML (`--set top_k=3`)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"{flag} {item!r}: expected KEY=VALUE", f"e.g. {flag} batch_size=64")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> None:
     """Apply `key.sub=value` overrides in place; the value is parsed as YAML."""
     for item in overrides:

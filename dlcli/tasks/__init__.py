@@ -40,7 +40,8 @@ class Task(Protocol):
     """What a task adapter is. Subclass it explicitly to inherit the defaults below."""
 
     name: ClassVar[str]
-    command: ClassVar[str] = "dlcli evaluate"  # the CLI command that predicts with the task's models
+    command: ClassVar[str] = "dlcli predict"  # the CLI command made for the task's models
+    input_kind: ClassVar[str] = "text"  # what `predict` reads: "text" (lines) or "path" (file paths)
     data_section: ClassVar[type] = DataSection
     predict_section: ClassVar[type] = PredictSection
     # The vocabularies the task builds: ("vocab",) reads one `vocab:` component; () none, and a

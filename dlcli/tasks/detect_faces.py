@@ -65,6 +65,7 @@ class DetectFacesTask(Task):
     data_section = FaceData
     predict_section = FacePredict
     vocabs = ()
+    input_kind = "path"
     # on dev crops; the first is the default
     metrics = {"loss": False, "accuracy": True, "recall": True, "box_error": False, "landmark_error": False}
     evaluate_options = frozenset({"iou"})

@@ -13,8 +13,6 @@ Formats:
 from __future__ import annotations
 
 import gzip
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 from dlcli.errors import DataError
+from dlcli.files import atomic_write
 from dlcli.text.readers import decoded_lines, open_binary
 
 FORMATS = ("auto", "word2vec", "word2vec_binary", "glove")
@@ -87,20 +86,12 @@ def write_vectors(path: str | Path, words: list[str], matrix, fmt: str = "word2v
         if word.split() != [word]:
             raise ValueError(f"word {word!r}: a vectors file cannot hold an empty word or one with whitespace")
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if path.suffix == ".gz":
-                with gzip.GzipFile(fileobj=raw, mode="wb") as fh:
-                    _write_entries(fh, words, matrix, fmt)
-            else:
-                _write_entries(raw, words, matrix, fmt)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as raw:
+        if path.suffix == ".gz":
+            with gzip.GzipFile(fileobj=raw, mode="wb") as fh:
+                _write_entries(fh, words, matrix, fmt)
+        else:
+            _write_entries(raw, words, matrix, fmt)
 
 
 def _write_entries(fh, words: list[str], matrix: np.ndarray, fmt: str) -> None:
