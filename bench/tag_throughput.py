@@ -22,12 +22,13 @@ from pathlib import Path
 
 from _report import add_row
 
-from dlcli.recipe import DataConfig, parse_section
+from dlcli.recipe import parse_section
+from dlcli.tasks.tag import TagData
 from dlcli.text.tagging import read_tagged
 
 
 def make_input(path: Path, n: int, data_root: Path) -> int:
-    cfg = parse_section(DataConfig, {"format": "conll", "tag_column": 3}, "data")
+    cfg = parse_section(TagData, {"format": "conll", "tag_column": 3}, "data")
     sentences = [" ".join(s.tokens) for s in read_tagged(data_root / "conll2003_en" / "dev.iob1.txt", cfg)]
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(n):

@@ -215,7 +215,7 @@ def _vocab_components(raw: Any, names: tuple[str, ...], errors: list[str]) -> An
 
 
 def parse_section(cls: type, raw: dict, name: str) -> Any:
-    """One section (e.g. DataConfig) from a plain dict, with the same checks as a whole recipe."""
+    """One section (e.g. a task's data section) from a plain dict, with the same checks as a whole recipe."""
     errors: list[str] = []
     section = _build(cls, raw, f"{name}.", errors)
     if errors:

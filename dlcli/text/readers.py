@@ -113,7 +113,7 @@ def decoded_lines(
 
 
 def read_labelled(path: str | Path, cfg) -> list[Record]:
-    """Read a labelled file as `cfg` (a recipe DataConfig or an object with its fields) says."""
+    """Read a labelled file as `cfg` (the classify data section, or an object with its fields) says."""
     source = str(path)
     with open_binary(path) as fh:
         lines = decoded_lines(fh, source, cfg.encoding)

@@ -140,7 +140,7 @@ def split_long(n: int, max_length: int | None, tokens: list[str]) -> list[tuple[
 
 
 def read_tagged(path: str | Path, cfg) -> list[Sentence]:
-    """Read a labelled tagging file as `cfg` (a recipe DataConfig) says."""
+    """Read a labelled tagging file as `cfg` (the tag data section) says."""
     source = str(path)
     parse = _PARSERS.get(cfg.format)
     if parse is None:
