@@ -47,6 +47,15 @@ def resolve_model(name: str | os.PathLike) -> Path:
     )
 
 
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether `path` is a zip archive as `save` writes (a vectors or text file never starts so)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
 def sidecar(out: Path, suffix: str) -> Path:
     """Files that live next to a checkpoint: `model.pt` -> `model.metrics.jsonl`, ..."""
     return Path(out).with_name(f"{Path(out).stem}.{suffix}")

@@ -20,16 +20,19 @@ from dlcli.models.rcnn import RCNN
 from dlcli.models.tagger import bilstm_crf, bilstm_softmax
 from dlcli.models.textcnn import TextCNN
 from dlcli.models.transformer import TransformerClassifier
+from dlcli.models.word2vec import StaticVectors, Word2Vec
 from dlcli.recipe import Component, Recipe, bind_kwargs
 from dlcli.schedules import OPTIMIZERS as TORCH_OPTIMIZERS
 from dlcli.schedules import SCHEDULES
-from dlcli.steps import KERNEL_STEPS, AutogradStep, HogwildSGD
+from dlcli.steps import KERNEL_STEPS, AutogradStep, HogwildAdaGrad, HogwildSGD
 from dlcli.tasks.classify import ClassifyTask
 from dlcli.tasks.detect_faces import DetectFacesTask
+from dlcli.tasks.embed import EmbedTask
 from dlcli.tasks.tag import TagTask
 from dlcli.text import vocabularies
 
-TASKS: dict[str, type] = {"classify": ClassifyTask, "tag": TagTask, "detect_faces": DetectFacesTask}
+TASKS: dict[str, type] = {"classify": ClassifyTask, "tag": TagTask, "detect_faces": DetectFacesTask,
+                          "embed": EmbedTask}
 
 # task -> model type -> builder. Builders take data-derived sizes positionally (as many as the
 # task's `model_positional`) and recipe knobs keyword-only.
@@ -41,13 +44,15 @@ MODELS: dict[str, dict[str, Any]] = {
     },
     "tag": {"bilstm_crf": bilstm_crf, "bilstm_softmax": bilstm_softmax},
     "detect_faces": {"mtcnn": MTCNN},
+    "embed": {"word2vec": Word2Vec, "vectors": StaticVectors},
 }
 
 # train.optimizer types that run a model's own training kernel -> the (task, model type) pairs
 # whose models implement it (see dlcli/steps.py).
-KERNELS: dict[str, set[tuple[str, str]]] = {"hogwild_sgd": {("classify", "fasttext")}}
+KERNELS: dict[str, set[tuple[str, str]]] = {"hogwild_sgd": {("classify", "fasttext"), ("embed", "word2vec")},
+                                            "hogwild_adagrad": set()}
 
-OPTIMIZERS = {**TORCH_OPTIMIZERS, "hogwild_sgd": HogwildSGD}
+OPTIMIZERS = {**TORCH_OPTIMIZERS, "hogwild_sgd": HogwildSGD, "hogwild_adagrad": HogwildAdaGrad}
 
 VOCABS = {name: kind.build for name, kind in vocabularies.TYPES.items()}
 

@@ -1,8 +1,8 @@
 """Step strategies: how one batch of training examples changes the weights.
 
 The recipe names the strategy through `train.optimizer.type`: any torch optimizer trains by
-autograd (`AutogradStep`); `hogwild_sgd` hands each batch to the model's own compiled loop
-(`HogwildStep`: fastText's per-example, lock-free SGD; word2vec's kernel plugs in the same way).
+autograd (`AutogradStep`); `hogwild_sgd` and `hogwild_adagrad` hand each batch to the model's own
+compiled loop (`HogwildStep`: fastText's and word2vec's per-example lock-free SGD, GloVe's AdaGrad).
 A strategy refuses, as a RecipeError naming the key, every setting it cannot honour, so one recipe
 never trains a different algorithm on another device.
 """
@@ -27,6 +27,14 @@ class HogwildSGD(torch.optim.Optimizer):
 
     def step(self, closure=None):  # the kernel has already moved the weights
         return None
+
+
+class HogwildAdaGrad(HogwildSGD):
+    """AdaGrad whose updates (and squared-gradient sums, kept in the model's buffers) the model's
+    kernel makes in place: GloVe's. Carries the base learning rate."""
+
+    def __init__(self, params, *, lr: float = 0.05):
+        super().__init__(params, lr=lr)
 
 
 class AutogradStep:
@@ -80,20 +88,21 @@ class HogwildStep:
     def check(recipe, placement: Placement | None = None) -> None:
         """Refuse what lock-free per-example SGD on the CPU cannot do; `placement` (known once the
         run starts) adds the resolved device and torchrun's world size."""
-        why = "hogwild_sgd is fastText's lock-free SGD on the CPU threads of one process"
+        kind = recipe.train.optimizer.type
+        why = f"{kind} is a model's own lock-free kernel on the CPU threads of one process"
         use = "use device: cpu, or another train.optimizer (e.g. sgd) to train by autograd"
         if str(recipe.device).startswith(("cuda", "mps")):
-            raise RecipeError(f"device: {recipe.device} with train.optimizer hogwild_sgd: {why}", use)
+            raise RecipeError(f"device: {recipe.device} with train.optimizer {kind}: {why}", use)
         if placement is not None and placement.device.type != "cpu":
             raise RecipeError(f"device: {recipe.device} resolved to {placement.device}; {why}", use)
         if recipe.precision != "fp32":
-            raise RecipeError(f"precision: {recipe.precision} with train.optimizer hogwild_sgd: it trains in fp32",
+            raise RecipeError(f"precision: {recipe.precision} with train.optimizer {kind}: it trains in fp32",
                               "use precision: fp32, or another train.optimizer")
         if recipe.train.grad_clip:
-            raise RecipeError("train.grad_clip: hogwild_sgd updates per example and clips nothing",
+            raise RecipeError(f"train.grad_clip: {kind} updates per example and clips nothing",
                               "remove train.grad_clip, or use another train.optimizer")
         if placement is not None and placement.distributed:
-            raise RecipeError(f"train.optimizer: hogwild_sgd trains in one process, not {placement.world_size} "
+            raise RecipeError(f"train.optimizer: {kind} trains in one process, not {placement.world_size} "
                               "torchrun ranks", "run without torchrun, or use another train.optimizer")
 
     def batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
@@ -114,4 +123,4 @@ class HogwildStep:
 
 # train.optimizer types that train with a model's own kernel, and the (task, model type) pairs
 # whose models implement it; every other optimizer trains by autograd.
-KERNEL_STEPS = {"hogwild_sgd": HogwildStep}
+KERNEL_STEPS = {"hogwild_sgd": HogwildStep, "hogwild_adagrad": HogwildStep}

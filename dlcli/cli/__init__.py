@@ -9,7 +9,7 @@ from importlib import import_module
 
 import typer
 
-from dlcli.cli import classify, convert, detect_faces, evaluate, info, predict, recipes, tag, train
+from dlcli.cli import classify, convert, detect_faces, embed, evaluate, info, predict, recipes, tag, train
 from dlcli.errors import DlcliError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app = typer.Typer(
 app.command("train", epilog=train.EXAMPLES)(train.train_command)
 app.command("classify", epilog=classify.EXAMPLES)(classify.classify_command)
 app.command("tag", epilog=tag.EXAMPLES)(tag.tag_command)
+app.command("embed", epilog=embed.EXAMPLES)(embed.embed_command)
 app.command("detect-faces", epilog=detect_faces.EXAMPLES)(detect_faces.detect_faces_command)
 app.command("predict", epilog=predict.EXAMPLES)(predict.predict_command)
 app.command("evaluate", epilog=evaluate.EXAMPLES)(evaluate.evaluate_command)

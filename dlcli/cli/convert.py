@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-KINDS = ("mtcnn",)
+KINDS = ("mtcnn", "vectors")
 
 EXAMPLES = """Examples:
 
@@ -13,12 +13,15 @@ EXAMPLES = """Examples:
   dlcli convert mtcnn det1.npy det2.npy det3.npy -o mtcnn.pt
 
   dlcli convert mtcnn facenet/src/align -o mtcnn.pt
+
+  dlcli convert vectors glove.6B.100d.txt -o glove100.pt
 """
 
 
 def convert_command(
     kind: str = typer.Argument(..., metavar="KIND", help="What the weights are: mtcnn (the original MTCNN face "
-                               "detector: P-Net, R-Net and O-Net)."),
+                               "detector: P-Net, R-Net and O-Net), vectors (word vectors: word2vec text or "
+                               "binary, GloVe text, fastText .vec)."),
     paths: list[str] = typer.Argument(..., metavar="PATH...", help="Weight files, or folders holding them."),
     out: str = typer.Option(..., "--out", "-o", help="Checkpoint to write."),
 ):
@@ -30,6 +33,9 @@ def convert_command(
     refuses everything else, so no code from the file runs; still, convert only files from a
     source you trust. Files are recognised by their content, in any order; a folder stands for
     the weight files in it.
+
+    vectors reads one word-vectors file (format recognised from its content, .gz allowed) and
+    makes an embeddings checkpoint for `dlcli embed`, `dlcli evaluate` and `data.vectors`.
     """
     import difflib
     from pathlib import Path
@@ -37,13 +43,14 @@ def convert_command(
     from dlcli import checkpoint
     from dlcli.cli._io import write_json
     from dlcli.convert.mtcnn import convert_mtcnn
+    from dlcli.convert.vectors import convert_vectors
     from dlcli.errors import RecipeError
 
     if kind not in KINDS:
         close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.5)
         raise RecipeError(f"convert: unknown kind {kind!r}",
                           f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(KINDS)}")
-    payload = convert_mtcnn([Path(p) for p in paths])
+    payload = {"mtcnn": convert_mtcnn, "vectors": convert_vectors}[kind]([Path(p) for p in paths])
     checkpoint.save(out, payload)
     parameters = sum(t.numel() for t in payload["state_dict"].values())
     write_json({"checkpoint": out, "task": payload["task"], "model": payload["model"]["type"],

@@ -96,15 +96,11 @@ def _split_arguments(args: list[str], model: str | None) -> tuple[str, str]:
 
 
 def _looks_like_model(arg: str) -> bool:
-    from dlcli.checkpoint import PRETRAINED_DIR
+    from dlcli.checkpoint import PRETRAINED_DIR, is_checkpoint
 
     if (PRETRAINED_DIR / f"{arg}.pt").exists() or arg.endswith(".pt"):
         return True
-    path = Path(arg)
-    if not path.is_file():
-        return False
-    with open(path, "rb") as fh:
-        return fh.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive; text never starts so
+    return Path(arg).is_file() and is_checkpoint(arg)
 
 
 def _retag(records: list[dict], source: str, target: str) -> None:

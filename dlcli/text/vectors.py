@@ -38,15 +38,20 @@ def load_vectors(path: str | Path, index: dict[str, int], lowercase: bool, fmt: 
                  encoding: str = "utf-8") -> tuple[torch.Tensor, torch.Tensor]:
     """(matrix (len(index), D), found (len(index),) bool): the vector of each vocabulary word that
     the file has; the first entry of a word wins (files list frequent forms first)."""
+    return select_rows(_entries(Path(path), fmt, encoding), index, lowercase, path)
+
+
+def select_rows(entries, index: dict[str, int], lowercase: bool, source) -> tuple[torch.Tensor, torch.Tensor]:
+    """load_vectors over (word, values) entries from any source (a file, a dlcli checkpoint)."""
     rows: dict[int, list[float]] = {}
     dim = None
-    for word, values in _entries(Path(path), fmt, encoding):
+    for word, values in entries:
         dim = len(values)
         row = index.get(word.lower() if lowercase else word)
         if row is not None and row not in rows:
             rows[row] = values
     if dim is None:
-        raise DataError(f"{path}: no vectors found")
+        raise DataError(f"{source}: no vectors found")
     matrix = torch.zeros(len(index), dim)
     found = torch.zeros(len(index), dtype=torch.bool)
     if rows:
@@ -163,9 +168,13 @@ def _binary(path: Path):
 def init_embedding(table: torch.nn.Embedding, index: dict[str, int], lowercase: bool, path: str | Path,
                    fmt: str = "auto", encoding: str = "utf-8") -> int:
     """Copy the file's vectors into the rows of `table` whose words it has; returns how many."""
-    matrix, found = load_vectors(path, index, lowercase, fmt, encoding)
+    return fill_rows(table, *load_vectors(path, index, lowercase, fmt, encoding), path)
+
+
+def fill_rows(table: torch.nn.Embedding, matrix: torch.Tensor, found: torch.Tensor, source) -> int:
+    """Copy the found rows of `matrix` (select_rows) into `table`; returns how many."""
     if matrix.size(1) != table.embedding_dim:
-        raise DataError(f"{path}: vectors have {matrix.size(1)} dimensions, the model's embedding "
+        raise DataError(f"{source}: vectors have {matrix.size(1)} dimensions, the model's embedding "
                         f"{table.embedding_dim}", f"set model.embedding_dim: {matrix.size(1)}")
     with torch.no_grad():
         rows = found.nonzero().squeeze(1)  # vocabulary rows; a table may have more (hashed n-grams)

@@ -1,0 +1,320 @@
+"""word2vec's training loop (Mikolov et al. 2013, "Distributed Representations of Words and
+Phrases"): skip-gram or CBOW, with negative sampling or hierarchical softmax, lock-free (Hogwild,
+Recht et al. 2011) SGD on numba threads, as word2vec.c trains.
+
+Per sentence, each thread first drops word w with probability 1 - keep_prob[w] (subsampling of
+frequent words), then walks the kept words; around each centre word it draws b in [0, window) and
+uses the window window - b, so near words count more. Skip-gram follows word2vec.c's direction:
+each context word's input row predicts the centre word (its output row, or its Huffman path).
+CBOW sums (or, with cbow_mean, averages) the context input rows into one hidden vector that
+predicts the centre word, and adds the whole hidden gradient to every context row, as word2vec.c
+does in both modes. Negative sampling scores the target with label 1 and `negative` draws from the
+noise table with label 0 (a draw equal to the target is skipped, not redrawn); hierarchical
+softmax makes one decision per inner node on the target's path, label = the branch code (branch 1
+-> sigma(+s)), as dlcli.nn.hsoftmax scores it. The sigmoid is exact (scores clamped to +-20,
+beyond float32's resolution of it), and the loss is the summed negative log-likelihood of every
+decision, before its update.
+
+The learning rate falls linearly from lr_start to lr_end over each thread's share of the call's
+tokens (counted before subsampling, as word2vec.c counts words). Every thread draws from its own
+64-bit LCG (word2vec.c's multiplier) seeded from (seed, thread), so one thread is deterministic.
+Sentences longer than MAX_SENTENCE tokens are cut, as gensim does, so shares stay balanced.
+Everything lives in this file: numba's cache does not notice edits to a function in another file.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from dlcli.nn.huffman import huffman_paths
+
+SKIPGRAM, CBOW = 0, 1
+NEGATIVE, HIERARCHICAL = 0, 1
+MAX_SENTENCE = 10_000
+_CLAMP = 20.0
+
+# numba's OpenMP layer would share libgomp with torch and leave torch's thread count changed.
+numba.config.THREADING_LAYER = "workqueue"
+
+_MULT, _INC = np.uint64(25214903917), np.uint64(11)
+_S16, _S32, _S33, _LOW24 = np.uint64(16), np.uint64(32), np.uint64(33), np.uint64(0xFFFFFF)
+
+
+def noise_table(counts: np.ndarray, size: int = 10_000_000, power: float = 0.75) -> np.ndarray:
+    """word2vec.c's unigram table: (size,) int32, read-only, where word w fills a share
+    count[w]**power / Z of the slots (a word with count 0 gets none); a uniform slot is a
+    negative-sampling draw."""
+    weights = np.asarray(counts, dtype=np.float64) ** power
+    weights[np.asarray(counts) <= 0] = 0.0
+    if weights.sum() <= 0:
+        raise ValueError("noise_table needs at least one positive count")
+    edges = np.rint(np.cumsum(weights) / weights.sum() * size).astype(np.int64)
+    table = np.repeat(np.arange(len(weights), dtype=np.int32), np.diff(edges, prepend=0))
+    table.flags.writeable = False  # lets train_sentences keep its run-length form
+    return table
+
+
+_runs_cache: list = [None, None]  # [weak reference to a read-only table, its runs]
+
+
+def _noise_runs(table: np.ndarray) -> tuple:
+    """The table as runs, read with a guide: (ends, words, guide, 32 - log2 G). Slot u lies in the first run r
+    from guide[u * G // size] with ends[r] > u, and table[u] == words[r]. A draw then touches a few
+    hot cache lines instead of one cold line of a 40 MB table; the samples are the same. G is a
+    power of two, at least twice the runs where it can be. Cached for a read-only table."""
+    cached = _runs_cache[0]() if _runs_cache[0] is not None else None
+    if cached is table and not table.flags.writeable:
+        return _runs_cache[1]
+    size = len(table)
+    if size >= 2**32:
+        raise ValueError("the noise table must have fewer than 2**32 slots")
+    firsts = np.concatenate([[0], np.flatnonzero(table[1:] != table[:-1]) + 1])
+    ends = np.append(firsts[1:], size).astype(np.int64)
+    buckets = 1 << int(min(20, max(4, np.ceil(np.log2(2 * len(firsts))))))
+    lows = np.arange(buckets, dtype=np.int64) * size // buckets  # the first slot of each bucket
+    guide = np.searchsorted(ends, lows, side="right").astype(np.int32)
+    runs = (ends, np.ascontiguousarray(table[firsts], dtype=np.int32), guide, np.uint64(32 - buckets.bit_length() + 1))
+    if not table.flags.writeable:
+        _runs_cache[:] = [weakref.ref(table), runs]
+    return runs
+
+
+def keep_probability(counts: np.ndarray, sample: float = 1e-3) -> np.ndarray:
+    """(V,) float32 probability of keeping each occurrence of a word, word2vec.c's (and gensim's)
+    formula: (sqrt(c / t) + 1) * t / c with t = sample * total count, capped at 1; sample=0 keeps
+    everything."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if sample <= 0:
+        return np.ones(len(counts), dtype=np.float32)
+    threshold = sample * counts.sum()
+    with np.errstate(divide="ignore"):
+        keep = (np.sqrt(counts / threshold) + 1.0) * threshold / counts
+    return np.minimum(keep, 1.0).astype(np.float32)
+
+
+def hs_tree(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Huffman tree of `huffman_paths` in the kernel's form: points (V, L) int32 inner-node
+    ids (rows of the (V-1, D) output matrix) from the root down, codes (V, L) float32 branch taken
+    (the decision's label), depths (V,) int32; rows are zero-padded past their depth."""
+    paths, codes, depths = huffman_paths([int(c) for c in counts])
+    return paths.astype(np.int32), codes.astype(np.float32), depths.astype(np.int32)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _next(state):
+    return state * _MULT + _INC
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _predict(W_out, h, neu1e, target, loss, negative, ends, words, guide, shift, points, codes, depths, lr, state):
+    """Every logistic decision that predicts `target` from hidden h: each accumulates its hidden
+    gradient in neu1e and moves its output row. Returns (loss before the updates, rng state).
+    One loop for both losses keeps a single copy of the vector code."""
+    dim = h.shape[0]
+    total = 0.0
+    size = np.uint64(ends[-1])
+    steps = depths[target] if loss == HIERARCHICAL else negative + 1
+    for k in range(steps):
+        if loss == HIERARCHICAL:
+            row, label = points[target, k], codes[target, k]
+        elif k == 0:
+            row, label = target, np.float32(1.0)
+        else:
+            state = _next(state)
+            top = state >> _S32
+            slot = np.int64((top * size) >> _S32)  # the draw is table[slot]
+            run = guide[top >> shift]
+            while ends[run] <= slot:
+                run += 1
+            row, label = words[run], np.float32(0.0)
+            if row == target:
+                continue
+        s = np.float32(0.0)
+        for d in range(dim):
+            s += h[d] * W_out[row, d]
+        s = min(max(s, np.float32(-_CLAMP)), np.float32(_CLAMP))
+        e = math.exp(-s)
+        g = np.float32(lr * (label - np.float32(1.0) / (np.float32(1.0) + e)))
+        for d in range(dim):
+            neu1e[d] += g * W_out[row, d]
+            W_out[row, d] += g * h[d]
+        # -log sigma(s) = log(1 + e^-s); -log(1 - sigma(s)) = log(1 + e^-s) + s; logf is cheaper than log1pf
+        total += math.log(np.float32(1.0) + e) + (s if label < np.float32(0.5) else np.float32(0.0))
+    return total, state
+
+
+@njit(cache=True, fastmath=True)
+def _subsample(tokens, lo, hi, keep_prob, sen, state):
+    """Copies the kept words of tokens[lo:hi] into sen; returns (count, rng state)."""
+    n = 0
+    for i in range(lo, hi):
+        w = tokens[i]
+        kp = keep_prob[w]
+        if kp < np.float32(1.0):
+            state = _next(state)
+            if np.float32((state >> _S16) & _LOW24) * np.float32(1.0 / 16777216.0) >= kp:
+                continue
+        sen[n] = w
+        n += 1
+    return n, state
+
+
+@njit(cache=True, fastmath=True)
+def _sentence(W_in, W_out, sen, n, arch, loss, negative, ends, words, guide, shift, points, codes, depths, window,
+              cbow_mean, lr0, lr_step, neu1, neu1e, state):
+    """Trains every centre word of the kept sentence sen[:n]; returns (loss, pairs, rng state);
+    lr0 + pos * lr_step is the learning rate at position pos."""
+    dim = W_in.shape[1]
+    total, pairs = 0.0, 0
+    for pos in range(n):
+        lr = np.float32(lr0 + pos * lr_step)
+        state = _next(state)
+        reach = window - np.int64((state >> _S33) % np.uint64(window))
+        lo, hi = max(0, pos - reach), min(n, pos + reach + 1)
+        centre = sen[pos]
+        if arch == SKIPGRAM:
+            for c in range(lo, hi):
+                if c == pos:
+                    continue
+                ctx = sen[c]
+                # A copy, not a view: a view's reference count is an atomic that the threads share.
+                for d in range(dim):
+                    neu1[d] = W_in[ctx, d]
+                    neu1e[d] = 0.0
+                step, state = _predict(W_out, neu1, neu1e, centre, loss, negative, ends, words, guide, shift, points,
+                                       codes, depths, lr, state)
+                total += step
+                pairs += 1
+                for d in range(dim):
+                    W_in[ctx, d] += neu1e[d]
+            continue
+        if hi - lo < 2:
+            continue
+        for d in range(dim):
+            neu1[d] = 0.0
+            neu1e[d] = 0.0
+        for c in range(lo, hi):
+            if c != pos:
+                ctx = sen[c]
+                for d in range(dim):
+                    neu1[d] += W_in[ctx, d]
+        if cbow_mean:
+            inv = np.float32(1.0 / (hi - lo - 1))
+            for d in range(dim):
+                neu1[d] *= inv
+        step, state = _predict(W_out, neu1, neu1e, centre, loss, negative, ends, words, guide, shift, points, codes,
+                                   depths, lr, state)
+        total += step
+        pairs += 1
+        for c in range(lo, hi):
+            if c != pos:
+                ctx = sen[c]
+                for d in range(dim):
+                    W_in[ctx, d] += neu1e[d]
+    return total, pairs, state
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _train(W_in, W_out, tokens, starts, keep_prob, ends, words, guide, shift, points, codes, depths, arch, loss,
+           window, negative, cbow_mean, lr_start, lr_end, cuts, states, longest):
+    """Thread t takes sentences cuts[t]:cuts[t + 1], decaying its learning rate over their tokens."""
+    threads, dim = cuts.shape[0] - 1, W_in.shape[1]
+    losses = np.zeros(threads)
+    kept = np.zeros(threads, np.int64)
+    pairs = np.zeros(threads, np.int64)
+    for t in prange(threads):
+        sen = np.empty(longest, np.int32)
+        neu1 = np.empty(dim, np.float32)
+        neu1e = np.empty(dim, np.float32)
+        state = states[t]
+        first, share = starts[cuts[t]], max(1, starts[cuts[t + 1]] - starts[cuts[t]])
+        for s in range(cuts[t], cuts[t + 1]):
+            lo, hi = starts[s], starts[s + 1]
+            n, state = _subsample(tokens, lo, hi, keep_prob, sen, state)
+            if n == 0:
+                continue
+            # Position pos of the kept words stands in for raw token lo + pos * (hi - lo) / n.
+            lr0 = lr_start + (lr_end - lr_start) * (lo - first) / share
+            lr_step = (lr_end - lr_start) * (hi - lo) / (n * share)
+            step, count, state = _sentence(W_in, W_out, sen, n, arch, loss, negative, ends, words, guide, shift, points,
+                                           codes, depths, window, cbow_mean, lr0, lr_step, neu1, neu1e, state)
+            losses[t] += step
+            pairs[t] += count
+            kept[t] += n
+    return losses.sum(), kept.sum(), pairs.sum()
+
+
+def _split_long(starts: np.ndarray) -> np.ndarray:
+    """Sentence boundaries with every sentence cut into pieces of at most MAX_SENTENCE tokens."""
+    lengths = np.diff(starts)
+    if len(lengths) == 0 or lengths.max() <= MAX_SENTENCE:
+        return starts
+    pieces = [np.arange(a, b, MAX_SENTENCE, dtype=np.int64) for a, b in zip(starts[:-1], starts[1:]) if b > a]
+    return np.concatenate(pieces + [starts[-1:]])
+
+
+def _thread_states(seed: int, threads: int) -> np.ndarray:
+    """One well-mixed (splitmix64) LCG start per thread, from (seed, thread)."""
+    mask = (1 << 64) - 1
+    out = np.empty(threads, np.uint64)
+    for t in range(threads):
+        z = (seed * 0x9E3779B97F4A7C15 + (t + 1) * 0xD1B54A32D192ED03) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        out[t] = z ^ (z >> 31)
+    return out
+
+
+def _check(W_in: np.ndarray, W_out: np.ndarray, loss: int, window: int) -> None:
+    for name, m in (("W_in", W_in), ("W_out", W_out)):
+        if m.dtype != np.float32 or m.ndim != 2 or not m.flags.c_contiguous or not m.flags.writeable:
+            raise ValueError(f"{name} must be a writeable C-contiguous 2-D float32 array")
+    rows = W_in.shape[0] - 1 if loss == HIERARCHICAL else W_in.shape[0]
+    if W_out.shape != (rows, W_in.shape[1]):
+        raise ValueError(f"W_out must be {(rows, W_in.shape[1])} for this loss, got {W_out.shape}")
+    if window < 1:
+        raise ValueError("window must be at least 1")
+
+
+def train_sentences(W_in: np.ndarray, W_out: np.ndarray, tokens: np.ndarray, starts: np.ndarray,
+                    keep_prob: np.ndarray, noise: np.ndarray | None = None, hs_points: np.ndarray | None = None,
+                    hs_codes: np.ndarray | None = None, hs_depths: np.ndarray | None = None, arch: int = SKIPGRAM,
+                    loss: int = NEGATIVE, window: int = 5, negative: int = 5, cbow_mean: bool = True,
+                    lr_start: float = 0.025, lr_end: float = 0.0001, threads: int = 2,
+                    seed: int = 1) -> tuple[float, int, int]:
+    """One pass over the sentences tokens[starts[i]:starts[i + 1]], in place on W_in (V, D) and
+    W_out ((V, D) for NEGATIVE, (V-1, D) inner nodes for HIERARCHICAL); returns (summed loss,
+    words trained after subsampling, prediction examples: context-centre pairs for skip-gram,
+    centre words with context for CBOW). NEGATIVE needs `noise` (see noise_table), HIERARCHICAL
+    the tree of hs_tree."""
+    _check(W_in, W_out, loss, window)
+    if loss == NEGATIVE and (noise is None or len(noise) == 0):
+        raise ValueError("negative sampling needs a noise table")
+    if loss == HIERARCHICAL and hs_points is None:
+        raise ValueError("hierarchical softmax needs hs_points, hs_codes and hs_depths (see hs_tree)")
+    noise = _noise_runs(np.zeros(1, np.int32) if noise is None else np.asarray(noise, dtype=np.int32))
+    if hs_points is None:
+        hs_points, hs_codes, hs_depths = np.zeros((1, 1), np.int32), np.zeros((1, 1), np.float32), np.zeros(1, np.int32)
+    starts = _split_long(np.asarray(starts, dtype=np.int64))
+    sentences = len(starts) - 1
+    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS, sentences))
+    numba.set_num_threads(threads)
+    # Equal shares of tokens, not of sentences: the threads finish together and wait less.
+    cuts = np.zeros(threads + 1, np.int64)
+    if sentences > 0:
+        total = starts[-1] - starts[0]
+        cuts[1:-1] = np.searchsorted(starts[1:] - starts[0], total * np.arange(1, threads) / threads, side="left") + 1
+    cuts[-1] = sentences
+    longest = int(np.diff(starts).max()) if sentences > 0 else 1
+    out = _train(W_in, W_out, np.ascontiguousarray(tokens, dtype=np.int32), starts,
+                 np.ascontiguousarray(keep_prob, dtype=np.float32), *noise,
+                 np.ascontiguousarray(hs_points, dtype=np.int32), np.ascontiguousarray(hs_codes, dtype=np.float32),
+                 np.ascontiguousarray(hs_depths, dtype=np.int32), int(arch), int(loss), int(window), int(negative),
+                 bool(cbow_mean), float(lr_start), float(lr_end), cuts, _thread_states(int(seed), threads),
+                 max(1, longest))
+    return float(out[0]), int(out[1]), int(out[2])

@@ -1,0 +1,156 @@
+"""Word embeddings end to end: `dlcli train` (task: embed) on a corpus where words come in groups,
+`dlcli embed` (vectors, neighbours, analogies, export), `dlcli evaluate` on analogy and
+similarity files, `dlcli convert vectors`, and the vectors as `data.vectors` of a classifier."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from helpers import assert_fails, assert_ok, train
+
+from dlcli import api
+from dlcli.text.vectors import read_vectors
+
+GROUPS = [[f"g{g}w{i}" for i in range(6)] for g in range(8)]
+
+
+def write_corpus(path: Path, sentences: int = 1500, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    lines = [" ".join(rng.choice(group) for _ in range(10)) for group in (rng.choice(GROUPS) for _ in range(sentences))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_pairs(path: Path) -> None:
+    rng = random.Random(3)
+    rows = ["# word1\tword2\tscore"]
+    for _ in range(40):
+        g, h = rng.sample(range(len(GROUPS)), 2)
+        rows.append(f"{rng.choice(GROUPS[g])}\t{rng.choice(GROUPS[g])}\t{rng.uniform(7, 10):.2f}")
+        rows.append(f"{rng.choice(GROUPS[g])}\t{rng.choice(GROUPS[h])}\t{rng.uniform(0, 3):.2f}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def embed_recipe(root: Path, model: dict | None = None, **train_cfg) -> Path:
+    recipe = {"task": "embed", "seed": 5, "device": "cpu",
+              "data": {"train": "./corpus.txt", "dev": "./pairs.tsv"},
+              "vocab": {"type": "word", "min_freq": 2},
+              "model": {"type": "word2vec", "embedding_dim": 16, "window": 3, "sample": 0, **(model or {})},
+              "train": {"epochs": 3, "batch_size": 300, "optimizer": {"type": "hogwild_sgd", "lr": 0.05},
+                        "lr_schedule": {"type": "warmup_linear", "final_ratio": 0.01}, **train_cfg}}
+    path = root / "embed.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    write_corpus(tmp_path / "corpus.txt")
+    write_pairs(tmp_path / "pairs.tsv")
+    return tmp_path
+
+
+def group_of(word: str) -> str:
+    return word.split("w")[0]
+
+
+@pytest.mark.parametrize("arch", ["skipgram", "cbow"])
+@pytest.mark.parametrize("loss", ["negative", "hierarchical"])
+def test_word2vec_learns_the_groups(cli, corpus, arch, loss):
+    out = corpus / "w2v.pt"
+    result = train(cli, embed_recipe(corpus, {"arch": arch, "loss": loss}), out)
+    assert_ok(result)
+    summary = result.json()
+    assert summary["metric"] == "spearman" and summary["best"] > 0.7
+    records = cli("embed", out, "--neighbors", "4", stdin=b"g3w1\ng5w0\n").records()
+    for record, query in zip(records, ("g3w1", "g5w0")):
+        assert record["text"] == query and record["unknown"] == []
+        assert [group_of(n["word"]) for n in record["neighbors"]] == [group_of(query)] * 4
+        assert query not in [n["word"] for n in record["neighbors"]]
+
+
+@pytest.fixture
+def trained(cli, corpus) -> Path:
+    out = corpus / "w2v.pt"
+    assert_ok(train(cli, embed_recipe(corpus), out))
+    return out
+
+
+def test_embed_records_vectors_words_and_unknowns(cli, trained):
+    loaded = api.load_model(trained)
+    table = loaded.model.vectors().detach().numpy()
+    index = loaded.task.vocab.index
+    line, word = cli("embed", trained, stdin=b"g1w1 g1w2 nosuchword\n").records()[0], None
+    assert line["unknown"] == ["nosuchword"]
+    np.testing.assert_allclose(line["vector"], table[[index["g1w1"], index["g1w2"]]].mean(0), atol=1e-5)
+    words = cli("embed", trained, "--words", stdin=b"g1w1 nosuchword\n").records()
+    assert [(w["id"], w["token"], w["known"]) for w in words] == [(1, "g1w1", True), (1, "nosuchword", False)]
+    assert words[1]["vector"] is None and words[0]["vector"] == pytest.approx(table[index["g1w1"]].tolist(), abs=1e-5)
+    none = cli("embed", trained, stdin=b"nosuchword\n").records()[0]
+    assert none["vector"] is None and none["unknown"] == ["nosuchword"] and word is None
+
+
+def test_analogy_lines_exclude_the_query_and_report_unknowns(cli, trained):
+    records = cli("embed", trained, "--analogy", "--top-k", "3",
+                  stdin=b"g1w1 g1w2 g2w1\ng1w1 nosuch g2w1\ng1w1 g1w2\n").records()
+    assert len(records[0]["answers"]) == 3
+    assert not {"g1w1", "g1w2", "g2w1"} & {a["word"] for a in records[0]["answers"]}
+    assert records[1]["unknown"] == ["nosuch"] and records[1]["answers"] == []
+    assert "3 words" in records[2]["error"]
+
+
+def test_export_convert_and_evaluate_agree(cli, trained, corpus):
+    loaded = api.load_model(trained)
+    words, vectors = loaded.task.export_vectors(loaded.model)
+    for kind, name in (("word2vec", "v.txt"), ("word2vec-bin", "v.bin"), ("glove", "v.glove")):
+        assert_ok(cli("embed", trained, "--export", kind, "--out", corpus / name))
+        read_words, read_matrix = read_vectors(corpus / name)
+        assert read_words == words
+        np.testing.assert_array_equal(read_matrix, vectors)
+    converted = corpus / "converted.pt"
+    assert_ok(cli("convert", "vectors", corpus / "v.bin", "--out", converted))
+    query = b"g4w4\n"
+    assert cli("embed", converted, "--neighbors", "5", stdin=query).records() == \
+        cli("embed", trained, "--neighbors", "5", stdin=query).records()
+    ours = cli("evaluate", trained, corpus / "pairs.tsv").json()
+    assert ours == cli("evaluate", converted, corpus / "pairs.tsv").json()
+    assert ours["coverage"] == 1.0 and ours["spearman"] > 0.7
+
+    analogies = corpus / "analogies.txt"
+    analogies.write_text(": groups\ng1w1 g1w2 g2w1 g2w2\ng1w1 g1w2 unknown g2w2\n", encoding="utf-8")
+    report = cli("evaluate", trained, analogies).json()
+    assert report["n_total"] == 2 and report["n"] == 1 and report["coverage"] == 0.5
+    assert set(report) >= {"analogy_accuracy", "semantic", "syntactic", "per_section"}
+
+
+def test_a_classifier_starts_from_the_embeddings_checkpoint(cli, trained, dataset):
+    from dlcli import checkpoint
+
+    words = " ".join(w for group in GROUPS for w in group)
+    (dataset.root / "train.tsv").write_text(f"a\t{words}\nb\tg1w1 g2w2\n", encoding="utf-8")
+    recipe = dataset.recipe(model={"type": "mlp", "embedding_dim": 16}, data={"vectors": str(trained)},
+                            train={"max_steps": 1, "optimizer": {"type": "sgd", "lr": 0.0}})
+    out = dataset.root / "clf.pt"
+    result = cli("train", recipe, "--out", out)
+    assert_ok(result)
+    assert "initialised 48 of" in result.err.replace("\n", " ")
+    clf = checkpoint.load(out)
+    index = {w: i for i, w in enumerate(clf["vocab"]["tokens"].split("\n"))}
+    source = api.load_model(trained)
+    want = source.model.vectors()[source.task.vocab.index["g3w2"]]
+    assert clf["state_dict"]["embedding.weight"][index["g3w2"]].tolist() == pytest.approx(want.tolist(), abs=1e-6)
+
+
+def test_bad_corpora_and_settings_are_clear_errors(cli, corpus):
+    (corpus / "corpus.txt").write_text("\n\n", encoding="utf-8")
+    assert_fails(train(cli, embed_recipe(corpus), corpus / "m.pt"), 1, "corpus.txt", "holds no words")
+    write_corpus(corpus / "corpus.txt", sentences=20)
+    recipe = embed_recipe(corpus)
+    assert_fails(cli("train", recipe, "--out", corpus / "m.pt", "--set", "vocab.min_freq=1000"), 1,
+                 "vocab.min_freq=1000")
+    assert_fails(cli("recipes", "validate", recipe, "--set", "train.optimizer=adam"), 2, "train.optimizer")
+    assert_fails(cli("train", recipe, "--out", corpus / "m.pt", "--set", "model.arch=glove"), 2, "arch")
+    assert not (corpus / "m.pt").exists()
