@@ -63,10 +63,11 @@ _runs_cache: list = [None, None]  # [weak reference to a read-only table, its ru
 
 
 def _noise_runs(table: np.ndarray) -> tuple:
-    """The table as runs, read with a guide: (ends, words, guide, 32 - log2 G). Slot u lies in the first run r
-    from guide[u * G // size] with ends[r] > u, and table[u] == words[r]. A draw then touches a few
-    hot cache lines instead of one cold line of a 40 MB table; the samples are the same. G is a
-    power of two, at least twice the runs where it can be. Cached for a read-only table."""
+    """The table as runs, read through a guide: (ends, words, guide, 32 - log2 G). The kernel turns
+    32 random bits x into slot u = x * size >> 32 and bucket x >> (32 - log2 G), then scans from run
+    guide[bucket] to the first run r with ends[r] > u: table[u] == words[r]. A draw then touches a
+    few hot cache lines instead of one cold line of a 40 MB table, and the samples are the same.
+    G is a power of two, at least twice the runs up to 2**20. Cached for a read-only table."""
     cached = _runs_cache[0]() if _runs_cache[0] is not None else None
     if cached is table and not table.flags.writeable:
         return _runs_cache[1]
@@ -270,15 +271,29 @@ def _thread_states(seed: int, threads: int) -> np.ndarray:
     return out
 
 
-def _check(W_in: np.ndarray, W_out: np.ndarray, loss: int, window: int) -> None:
+def _check(W_in, W_out, tokens, starts, keep_prob, runs, tree, loss, window) -> None:
+    """Out-of-range ids would write outside the matrices from compiled code: refuse them here."""
     for name, m in (("W_in", W_in), ("W_out", W_out)):
         if m.dtype != np.float32 or m.ndim != 2 or not m.flags.c_contiguous or not m.flags.writeable:
             raise ValueError(f"{name} must be a writeable C-contiguous 2-D float32 array")
-    rows = W_in.shape[0] - 1 if loss == HIERARCHICAL else W_in.shape[0]
+    vocab = W_in.shape[0]
+    rows = vocab - 1 if loss == HIERARCHICAL else vocab
     if W_out.shape != (rows, W_in.shape[1]):
         raise ValueError(f"W_out must be {(rows, W_in.shape[1])} for this loss, got {W_out.shape}")
     if window < 1:
         raise ValueError("window must be at least 1")
+    if len(keep_prob) != vocab:
+        raise ValueError(f"keep_prob must have one entry per word ({vocab}), got {len(keep_prob)}")
+    if len(tokens) and (tokens.min() < 0 or tokens.max() >= vocab):
+        raise ValueError(f"token ids must lie in [0, {vocab})")
+    if len(starts) == 0 or starts[0] < 0 or starts[-1] > len(tokens) or (np.diff(starts) < 0).any():
+        raise ValueError("starts must be non-decreasing offsets into tokens")
+    if loss == NEGATIVE and (runs[1].min() < 0 or runs[1].max() >= vocab):
+        raise ValueError(f"noise table ids must lie in [0, {vocab})")
+    points, codes, depths = tree
+    if loss == HIERARCHICAL and (points.shape[0] != vocab or depths.shape != (vocab,) or codes.shape != points.shape
+                                 or points.min() < 0 or points.max() >= vocab - 1 or depths.max() > points.shape[1]):
+        raise ValueError(f"the Huffman tree must be hs_tree's of {vocab} words")
 
 
 def train_sentences(W_in: np.ndarray, W_out: np.ndarray, tokens: np.ndarray, starts: np.ndarray,
@@ -291,30 +306,32 @@ def train_sentences(W_in: np.ndarray, W_out: np.ndarray, tokens: np.ndarray, sta
     W_out ((V, D) for NEGATIVE, (V-1, D) inner nodes for HIERARCHICAL); returns (summed loss,
     words trained after subsampling, prediction examples: context-centre pairs for skip-gram,
     centre words with context for CBOW). NEGATIVE needs `noise` (see noise_table), HIERARCHICAL
-    the tree of hs_tree."""
-    _check(W_in, W_out, loss, window)
+    the tree of hs_tree; the other may be None."""
     if loss == NEGATIVE and (noise is None or len(noise) == 0):
-        raise ValueError("negative sampling needs a noise table")
-    if loss == HIERARCHICAL and hs_points is None:
+        raise ValueError("negative sampling needs a noise table (see noise_table)")
+    if loss == HIERARCHICAL and (hs_points is None or hs_codes is None or hs_depths is None):
         raise ValueError("hierarchical softmax needs hs_points, hs_codes and hs_depths (see hs_tree)")
-    noise = _noise_runs(np.zeros(1, np.int32) if noise is None else np.asarray(noise, dtype=np.int32))
+    runs = _noise_runs(np.zeros(1, np.int32) if noise is None else np.asarray(noise, dtype=np.int32))
     if hs_points is None:
-        hs_points, hs_codes, hs_depths = np.zeros((1, 1), np.int32), np.zeros((1, 1), np.float32), np.zeros(1, np.int32)
-    starts = _split_long(np.asarray(starts, dtype=np.int64))
+        hs_points, hs_codes, hs_depths = np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1)  # unread placeholders
+    tree = (np.ascontiguousarray(hs_points, dtype=np.int32), np.ascontiguousarray(hs_codes, dtype=np.float32),
+            np.ascontiguousarray(hs_depths, dtype=np.int32))
+    tokens = np.ascontiguousarray(tokens, dtype=np.int32)
+    keep_prob = np.ascontiguousarray(keep_prob, dtype=np.float32)
+    starts = np.asarray(starts, dtype=np.int64)
+    _check(W_in, W_out, tokens, starts, keep_prob, runs, tree, loss, window)
+    starts = _split_long(starts)
     sentences = len(starts) - 1
     threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS, sentences))
     numba.set_num_threads(threads)
     # Equal shares of tokens, not of sentences: the threads finish together and wait less.
-    cuts = np.zeros(threads + 1, np.int64)
-    if sentences > 0:
-        total = starts[-1] - starts[0]
-        cuts[1:-1] = np.searchsorted(starts[1:] - starts[0], total * np.arange(1, threads) / threads, side="left") + 1
-    cuts[-1] = sentences
-    longest = int(np.diff(starts).max()) if sentences > 0 else 1
-    out = _train(W_in, W_out, np.ascontiguousarray(tokens, dtype=np.int32), starts,
-                 np.ascontiguousarray(keep_prob, dtype=np.float32), *noise,
-                 np.ascontiguousarray(hs_points, dtype=np.int32), np.ascontiguousarray(hs_codes, dtype=np.float32),
-                 np.ascontiguousarray(hs_depths, dtype=np.int32), int(arch), int(loss), int(window), int(negative),
-                 bool(cbow_mean), float(lr_start), float(lr_end), cuts, _thread_states(int(seed), threads),
-                 max(1, longest))
+    cuts = np.full(threads + 1, sentences, np.int64)
+    cuts[0] = 0
+    if threads > 1:
+        ends = starts[1:] - starts[0]
+        cuts[1:-1] = np.searchsorted(ends, ends[-1] * np.arange(1, threads) / threads, side="left") + 1
+    longest = max(1, int(np.diff(starts).max())) if sentences > 0 else 1
+    out = _train(W_in, W_out, tokens, starts, keep_prob, *runs, *tree, int(arch), int(loss), int(window),
+                 int(negative), bool(cbow_mean), float(lr_start), float(lr_end), cuts,
+                 _thread_states(int(seed), threads), longest)
     return float(out[0]), int(out[1]), int(out[2])

@@ -1,0 +1,187 @@
+"""The word2vec Hogwild kernel: single steps against a NumPy reference of word2vec.c's update, for
+every architecture and loss; determinism; learning on a corpus of co-occurring groups;
+subsampling; the noise table and its compressed reading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlcli.kernels import word2vec_sgd as k
+from dlcli.nn.huffman import huffman_paths
+
+COMBOS = [(k.SKIPGRAM, k.NEGATIVE), (k.SKIPGRAM, k.HIERARCHICAL), (k.CBOW, k.NEGATIVE), (k.CBOW, k.HIERARCHICAL)]
+COUNTS = np.array([9, 6, 4, 2, 1])  # V = 5: an unbalanced Huffman tree
+NOISE_WORD = 4  # the only word of the one-step tests' noise table, never in their sentences
+
+
+def _matrices(loss: int, vocab: int = len(COUNTS), dim: int = 6, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    W_in = rng.normal(0, 0.5, (vocab, dim)).astype(np.float32)
+    W_out = rng.normal(0, 0.5, (vocab - 1 if loss == k.HIERARCHICAL else vocab, dim)).astype(np.float32)
+    return W_in, W_out
+
+
+def _train(W_in, W_out, tokens, starts, arch, loss, counts=COUNTS, keep=None, noise=None, **kw):
+    keep = np.ones(len(counts), np.float32) if keep is None else keep
+    noise = k.noise_table(counts, 100_000) if noise is None else noise
+    kw = {"window": 1, "negative": 1, "lr_start": 0.1, "lr_end": 0.1, "threads": 1, "seed": 3} | kw
+    return k.train_sentences(W_in, W_out, np.asarray(tokens, np.int32), np.asarray(starts, np.int64), keep, noise,
+                             *k.hs_tree(counts), arch=arch, loss=loss, **kw)
+
+
+def _reference(W_in, W_out, sentence, arch, loss, lr_start, lr_end, cbow_mean):
+    """word2vec.c's updates over one sentence with window 1 and no subsampling (nothing random left:
+    the noise table holds NOISE_WORD only): float64, one decision at a time."""
+    W_in, W_out = W_in.astype(np.float64), W_out.astype(np.float64)
+    points, codes, depths = k.hs_tree(COUNTS)
+    n, total = len(sentence), 0.0
+    for pos, centre in enumerate(sentence):
+        lr = lr_start + (lr_end - lr_start) * pos / n
+        contexts = [sentence[c] for c in (pos - 1, pos + 1) if 0 <= c < n]
+        examples = [[c] for c in contexts] if arch == k.SKIPGRAM else [contexts]
+        if loss == k.HIERARCHICAL:
+            decisions = list(zip(points[centre, : depths[centre]], codes[centre, : depths[centre]]))
+        else:
+            decisions = [(centre, 1.0), (NOISE_WORD, 0.0)]
+        for ctx in examples:
+            h = W_in[ctx].sum(0) / (len(ctx) if cbow_mean else 1)
+            grad = np.zeros_like(h)
+            for row, label in decisions:
+                p = 1 / (1 + np.exp(-h @ W_out[row]))
+                total -= np.log(p if label else 1 - p)
+                g = lr * (label - p)
+                grad += g * W_out[row]
+                W_out[row] += g * h
+            for c in ctx:  # the whole hidden gradient to every context row, as word2vec.c
+                W_in[c] += grad
+    return W_in, W_out, total
+
+
+@pytest.mark.parametrize("arch,loss", COMBOS)
+@pytest.mark.parametrize("sentence,cbow_mean", [([1, 3], True), ([1, 3, 0], True), ([2, 0, 1], False)])
+def test_one_sentence_matches_the_numpy_reference(arch, loss, sentence, cbow_mean):
+    W_in, W_out = _matrices(loss)
+    want_in, want_out, want_loss = _reference(W_in, W_out, sentence, arch, loss, 0.2, 0.05, cbow_mean)
+    noise = np.full(16, NOISE_WORD, np.int32)
+    got_loss, words, pairs = _train(W_in, W_out, sentence, [0, len(sentence)], arch, loss, noise=noise,
+                                    lr_start=0.2, lr_end=0.05, cbow_mean=cbow_mean)
+    np.testing.assert_allclose(W_in, want_in, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(W_out, want_out, rtol=1e-5, atol=1e-6)
+    assert got_loss == pytest.approx(want_loss, rel=1e-5)
+    assert words == len(sentence)
+    assert pairs == (2 * (len(sentence) - 1) if arch == k.SKIPGRAM else len(sentence))
+
+
+def test_hs_tree_is_huffman_paths_in_the_kernel_form():
+    points, codes, depths = k.hs_tree(COUNTS)
+    paths, want_codes, want_depths = huffman_paths(COUNTS.tolist())
+    assert (points.dtype, codes.dtype, depths.dtype) == (np.int32, np.float32, np.int32)
+    assert (points == paths).all() and (codes == want_codes).all() and (depths == want_depths).all()
+    assert depths[0] < depths[-1] and points.max() == len(COUNTS) - 2  # frequent words near the root
+
+
+def _random_corpus(vocab: int, sentences: int, length: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, vocab, sentences * length).astype(np.int32)
+    return tokens, np.arange(0, sentences * length + 1, length), np.bincount(tokens, minlength=vocab)
+
+
+@pytest.mark.parametrize("arch,loss", COMBOS)
+def test_one_thread_is_deterministic_and_the_seed_matters(arch, loss):
+    tokens, starts, counts = _random_corpus(30, 40, 12)
+    keep = np.full(30, 0.7, np.float32)
+    runs = {}
+    for name, seed in [("a", 5), ("b", 5), ("c", 6)]:
+        W_in, W_out = _matrices(loss, vocab=30)
+        out = _train(W_in, W_out, tokens, starts, arch, loss, counts=counts, keep=keep, window=4, negative=3, seed=seed)
+        runs[name] = (W_in, W_out, out)
+    assert all((x == y).all() for x, y in zip(runs["a"][:2], runs["b"][:2])) and runs["a"][2] == runs["b"][2]
+    assert not (runs["a"][0] == runs["c"][0]).all() and runs["a"][2] != runs["c"][2]
+
+
+def _grouped_corpus(groups: int = 10, size: int = 5, sentences: int = 1500, length: int = 10, seed: int = 0):
+    """Sentences drawn within one group of words each: only words of a group ever co-occur."""
+    rng = np.random.default_rng(seed)
+    group = rng.integers(0, groups, sentences)[:, None]
+    tokens = (group * size + rng.integers(0, size, (sentences, length))).ravel().astype(np.int32)
+    return tokens, np.arange(0, sentences * length + 1, length), np.bincount(tokens, minlength=groups * size)
+
+
+@pytest.mark.parametrize("arch,loss", COMBOS)
+def test_words_of_a_group_end_up_closer_than_words_of_different_groups(arch, loss):
+    tokens, starts, counts = _grouped_corpus()
+    rng = np.random.default_rng(1)
+    W_in = ((rng.random((50, 20)) - 0.5) / 20).astype(np.float32)
+    W_out = np.zeros((49 if loss == k.HIERARCHICAL else 50, 20), np.float32)
+    losses = []
+    for epoch in range(4):
+        lr = 0.05 * (1 - epoch / 4)
+        total, _, pairs = _train(W_in, W_out, tokens, starts, arch, loss, counts=counts, window=3, negative=5,
+                                 lr_start=lr, lr_end=lr - 0.0125, threads=2, seed=epoch)
+        losses.append(total / pairs)
+    unit = W_in / np.linalg.norm(W_in, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    same = np.equal.outer(np.arange(50) // 5, np.arange(50) // 5) & ~np.eye(50, dtype=bool)
+    other = ~np.equal.outer(np.arange(50) // 5, np.arange(50) // 5)
+    assert cos[same].mean() > cos[other].mean() + 0.4, (cos[same].mean(), cos[other].mean())
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("arch", [k.SKIPGRAM, k.CBOW])
+def test_a_word_kept_with_probability_zero_never_trains(arch):
+    tokens, starts, counts = _random_corpus(12, 30, 10)
+    keep = np.ones(12, np.float32)
+    keep[[0, 7]] = 0.0
+    W_in, W_out = _matrices(k.NEGATIVE, vocab=12)
+    before = W_in.copy()
+    _, words, _ = _train(W_in, W_out, tokens, starts, arch, k.NEGATIVE, counts=counts, keep=keep, window=3,
+                         threads=2)
+    assert (W_in[[0, 7]] == before[[0, 7]]).all()
+    assert not np.isclose(W_in[1:7], before[1:7]).all()
+    assert words == len(tokens) - counts[0] - counts[7]
+
+
+def test_keep_probability_follows_word2vec_c():
+    counts = np.array([1000, 10, 1])
+    threshold = 1e-2 * counts.sum()
+    want = np.minimum((np.sqrt(counts / threshold) + 1) * threshold / counts, 1)
+    np.testing.assert_allclose(k.keep_probability(counts, 1e-2), want, rtol=1e-6)
+    assert want[0] < 0.5 and (k.keep_probability(counts, 0) == 1).all()
+
+
+def test_noise_table_follows_count_to_the_power_three_quarters():
+    counts = np.array([1000, 0, 100, 10, 1, 5000])
+    table = k.noise_table(counts, size=1_000_000)
+    want = counts**0.75 / (counts**0.75).sum()
+    assert len(table) == 1_000_000 and table.dtype == np.int32
+    np.testing.assert_allclose(np.bincount(table, minlength=len(counts)) / len(table), want, atol=2e-6)
+    assert not table.flags.writeable
+
+
+def test_the_kernels_compressed_table_reads_every_draw_as_the_table():
+    table = np.random.default_rng(0).choice(7, 1000).astype(np.int32)  # unsorted: many short runs
+    ends, words, guide, shift = k._noise_runs(table)
+    tops = np.random.default_rng(1).integers(0, 2**32, 200_000, dtype=np.uint64)
+    slots = (tops * np.uint64(len(table))) >> np.uint64(32)
+    runs = np.searchsorted(ends, slots, side="right")
+    assert (words[runs] == table[slots]).all()
+    assert (guide[tops >> shift] <= runs).all()  # the kernel's forward scan from the guide finds the run
+
+
+def test_long_sentences_are_cut_into_pieces_for_the_threads():
+    got = k._split_long(np.array([0, 25_000, 25_003, 25_003, 25_003 + k.MAX_SENTENCE]))
+    assert got.tolist() == [0, 10_000, 20_000, 25_000, 25_003, 25_003 + k.MAX_SENTENCE]
+
+
+@pytest.mark.parametrize("tokens,noise,loss,message", [
+    ([1, 2], None, k.HIERARCHICAL, "W_out must be"),
+    ([1, 5], None, k.NEGATIVE, "token ids"),
+    ([1, 2], np.array([3, 9], np.int32), k.NEGATIVE, "noise table ids"),
+])
+def test_ids_outside_the_matrices_are_refused(tokens, noise, loss, message):
+    W_in, W_out = _matrices(k.NEGATIVE)
+    before = W_in.copy()
+    with pytest.raises(ValueError, match=message):
+        _train(W_in, W_out, tokens, [0, 2], k.SKIPGRAM, loss, noise=noise)
+    assert (W_in == before).all()
