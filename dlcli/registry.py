@@ -14,6 +14,7 @@ from dlcli.models import rnn
 from dlcli.models.attn_lstm import AttentionBiLSTM
 from dlcli.models.charcnn import CharCNN
 from dlcli.models.fasttext import FastText
+from dlcli.models.glove import GloVe
 from dlcli.models.mlp import MLPClassifier
 from dlcli.models.mtcnn import MTCNN
 from dlcli.models.rcnn import RCNN
@@ -44,13 +45,13 @@ MODELS: dict[str, dict[str, Any]] = {
     },
     "tag": {"bilstm_crf": bilstm_crf, "bilstm_softmax": bilstm_softmax},
     "detect_faces": {"mtcnn": MTCNN},
-    "embed": {"word2vec": Word2Vec, "vectors": StaticVectors},
+    "embed": {"word2vec": Word2Vec, "glove": GloVe, "vectors": StaticVectors},
 }
 
 # train.optimizer types that run a model's own training kernel -> the (task, model type) pairs
 # whose models implement it (see dlcli/steps.py).
 KERNELS: dict[str, set[tuple[str, str]]] = {"hogwild_sgd": {("classify", "fasttext"), ("embed", "word2vec")},
-                                            "hogwild_adagrad": set()}
+                                            "hogwild_adagrad": {("embed", "glove")}}
 
 OPTIMIZERS = {**TORCH_OPTIMIZERS, "hogwild_sgd": HogwildSGD, "hogwild_adagrad": HogwildAdaGrad}
 

@@ -176,7 +176,7 @@ class EmbedTask(Task):
             sentences = (self.corpus.ids[a:b] for a, b in zip(self.corpus.starts[:-1], self.corpus.starts[1:]))
             self.entries = count_cooccurrences(sentences, self.vocab.size, model.window, model.count_memory_mb,
                                                self._workdir)
-            self.notes.append(f"{len(self.entries.values):,} co-occurring word pairs")
+            self.notes.append(f"{len(self.entries):,} co-occurring word pairs ({self.entries.shards} shards spilled)")
 
     @property
     def default_metric(self) -> str:

@@ -4,6 +4,7 @@ similarity files, `dlcli convert vectors`, and the vectors as `data.vectors` of 
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -19,8 +20,12 @@ GROUPS = [[f"g{g}w{i}" for i in range(6)] for g in range(8)]
 
 
 def write_corpus(path: Path, sentences: int = 1500, seed: int = 1) -> None:
+    """Sentences of one group's words, one word in five from any group (GloVe can only place
+    groups relative to each other through pairs that occur)."""
     rng = random.Random(seed)
-    lines = [" ".join(rng.choice(group) for _ in range(10)) for group in (rng.choice(GROUPS) for _ in range(sentences))]
+    everything = [w for group in GROUPS for w in group]
+    lines = [" ".join(rng.choice(everything) if rng.random() < 0.2 else rng.choice(group) for _ in range(10))
+             for group in (rng.choice(GROUPS) for _ in range(sentences))]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -35,10 +40,13 @@ def write_pairs(path: Path) -> None:
 
 
 def embed_recipe(root: Path, model: dict | None = None, **train_cfg) -> Path:
+    model = model or {}
+    if model.get("type", "word2vec") == "word2vec":
+        model = {"type": "word2vec", "embedding_dim": 16, "window": 3, "sample": 0, **model}
     recipe = {"task": "embed", "seed": 5, "device": "cpu",
               "data": {"train": "./corpus.txt", "dev": "./pairs.tsv"},
               "vocab": {"type": "word", "min_freq": 2},
-              "model": {"type": "word2vec", "embedding_dim": 16, "window": 3, "sample": 0, **(model or {})},
+              "model": model,
               "train": {"epochs": 3, "batch_size": 300, "optimizer": {"type": "hogwild_sgd", "lr": 0.05},
                         "lr_schedule": {"type": "warmup_linear", "final_ratio": 0.01}, **train_cfg}}
     path = root / "embed.yaml"
@@ -70,6 +78,20 @@ def test_word2vec_learns_the_groups(cli, corpus, arch, loss):
         assert record["text"] == query and record["unknown"] == []
         assert [group_of(n["word"]) for n in record["neighbors"]] == [group_of(query)] * 4
         assert query not in [n["word"] for n in record["neighbors"]]
+
+
+def test_glove_learns_the_groups_counting_within_a_small_memory_budget(cli, corpus):
+    out = corpus / "glove.pt"
+    model = {"type": "glove", "embedding_dim": 16, "window": 5, "count_memory_mb": 0.05}
+    recipe = embed_recipe(corpus, model, epochs=15, batch_size=100_000, lr_schedule={"type": "constant"},
+                          optimizer={"type": "hogwild_adagrad", "lr": 0.1})
+    result = cli("train", recipe, "--out", out)
+    assert_ok(result)
+    assert "shards spilled" in result.err and "(0 shards" not in result.err
+    summary = json.loads(result.out)
+    assert summary["best"] > 0.7
+    record = cli("embed", out, "--neighbors", "4", stdin=b"g2w3\n").records()[0]
+    assert [group_of(n["word"]) for n in record["neighbors"]] == ["g2"] * 4
 
 
 @pytest.fixture
