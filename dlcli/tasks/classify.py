@@ -19,7 +19,7 @@ from dlcli.models.classifier import ClassifierDefaults
 from dlcli.recipe import choice
 from dlcli.tasks import PredictSection, Task
 from dlcli.tasks.classify_output import check_classify_options, prediction_records
-from dlcli.tasks.word_vectors import WordVectorsData, init_word_vectors
+from dlcli.tasks.word_vectors import WordVectorsData, extended, init_word_vectors
 from dlcli.text import vocabularies
 from dlcli.text.batching import bucket_batches, concatenate, pad, shuffled_batches
 from dlcli.text.readers import Record, read_labelled
@@ -78,6 +78,9 @@ class ClassifyTask(Task):
         if recipe.data.vectors and recipe.vocab.type in ("bpe", "wordpiece"):
             raise RecipeError(f"data.vectors: a {recipe.vocab.type} vocabulary has no words to look up in a "
                               "vectors file", "use vocab type word, char or ngrams")
+        if recipe.data.vectors_extend and recipe.vocab.type not in ("word", "char"):
+            raise RecipeError(f"data.vectors_extend: a {recipe.vocab.type} vocabulary cannot take in the vectors' "
+                              "words", "use vocab type word or char, or leave the vocabulary as training gives it")
 
     read = staticmethod(read_labelled)
 
@@ -90,7 +93,7 @@ class ClassifyTask(Task):
         if len(labels) < 2 and not multi:
             raise DataError("the training data has fewer than two labels", "check data.label_column")
         vocab_builder, vocab_kwargs = vocabs["vocab"]
-        vocab = vocab_builder((r.text for r in train), **vocab_kwargs)
+        vocab = extended(vocab_builder((r.text for r in train), **vocab_kwargs), cfg)
         task = cls(vocab, labels, multi, cfg.max_length)
         task.vectors = cfg if cfg.vectors else None
         task.splits["train"] = task._encode_records(train)

@@ -19,7 +19,7 @@ from dlcli.metrics import tagging_report
 from dlcli.models.tagger import TaggerInputs
 from dlcli.recipe import choice
 from dlcli.tasks import Task
-from dlcli.tasks.word_vectors import WordVectorsData, init_word_vectors
+from dlcli.tasks.word_vectors import WordVectorsData, extended, init_word_vectors
 from dlcli.text import vocabularies
 from dlcli.text.batching import bucket_batches, pad
 from dlcli.text.tagging import SCHEMES, Sentence, convert_scheme, ill_formed, read_tagged, spans, split_long, split_tag
@@ -117,8 +117,8 @@ class TagTask(Task):
         scheme = cfg.train_scheme or cfg.tag_scheme
         lower = vocab_kwargs.get("lowercase", False)
         words = Counter((t.lower() if lower else t) for s in train for t in s.tokens)
-        vocab = TokenVocab("word", _ranked(words, vocab_kwargs.get("min_freq", 1), vocab_kwargs.get("max_size")),
-                           lower, vocab_kwargs.get("pattern"))
+        ranked = _ranked(words, vocab_kwargs.get("min_freq", 1), vocab_kwargs.get("max_size"))
+        vocab = extended(TokenVocab("word", ranked, lower, vocab_kwargs.get("pattern")), cfg)
         level = "char" if all(len(t) == 1 for s in train for t in s.tokens) else "word"
         chars = [PAD, UNK] + sorted({c for s in train for t in s.tokens for c in t})
         columns = len(train[0].features)

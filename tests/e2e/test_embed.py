@@ -176,3 +176,22 @@ def test_bad_corpora_and_settings_are_clear_errors(cli, corpus):
     assert_fails(cli("recipes", "validate", recipe, "--set", "train.optimizer=adam"), 2, "train.optimizer")
     assert_fails(cli("train", recipe, "--out", corpus / "m.pt", "--set", "model.arch=glove"), 2, "arch")
     assert not (corpus / "m.pt").exists()
+
+
+def test_vectors_extend_gives_words_unseen_in_training_their_pretrained_rows(cli, trained, dataset):
+    from dlcli import checkpoint
+
+    (dataset.root / "train.tsv").write_text("a\tg1w1 g1w2\nb\tg2w1 g2w2\n", encoding="utf-8")
+    frozen = {"max_steps": 1, "optimizer": {"type": "sgd", "lr": 0.0}}
+    for extend in (False, True):
+        recipe = dataset.recipe(model={"type": "mlp", "embedding_dim": 16}, train=frozen,
+                                data={"vectors": str(trained), "vectors_extend": extend})
+        out = dataset.root / f"clf{extend}.pt"
+        assert_ok(cli("train", recipe, "--out", out, "--quiet"))
+        clf = checkpoint.load(out)
+        index = {w: i for i, w in enumerate(clf["vocab"]["tokens"].split("\n"))}
+        assert ("g7w5" in index) == extend  # never in the training data
+    source = api.load_model(trained)
+    want = source.model.vectors()[source.task.vocab.index["g7w5"]]
+    assert clf["state_dict"]["embedding.weight"][index["g7w5"]].tolist() == pytest.approx(want.tolist(), abs=1e-6)
+    assert len(index) == 2 + 4 + 48 - 4  # pad, unk, the training words, the other vector words

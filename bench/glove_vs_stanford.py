@@ -1,0 +1,116 @@
+"""Benchmark: dlcli's GloVe against Stanford's GloVe C code (../shared/peers/glove), side by side.
+
+The corpus (wiki_en_corpus train) is tokenized once here (dlcli's word pattern, lowercased) into a
+whitespace-separated file, one paragraph per line; both train on it with demo.sh's settings:
+min count 5, window 15, dim 50, 15 iterations, x_max 10, alpha 0.75, lr 0.05, W + W~, 2 threads.
+The C tools are built from the shared copy into a scratch folder (`build.sh`) and run through
+`run_wiki.sh` (vocab_count, cooccur, shuffle, glove). dlcli trains recipes/embed/glove_wiki.yaml
+with the data and tokenization overridden. Wall time covers everything from the tokenized file to
+the vectors (dlcli also scores the dev analogies after each iteration and writes its checkpoint);
+peak RSS is the largest resident memory of the run's processes. Both tools' vectors are scored by
+dlcli/text/embedding_eval.py: dev analogies, WordSim-353 and SimLex-999 Spearman. Appends one row
+to docs/benchmarks.md.
+
+    DLCLI_DATA_DIR=../shared/datasets python bench/glove_vs_stanford.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _report import add_row
+from word2vec_vs_gensim import EVAL, tokenize
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER = ROOT.parent / "shared" / "peers" / "glove"
+
+
+def timed(command: list[str], env: dict | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB of the process and its children) of a command that must succeed."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"failed: {' '.join(command)}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
+def scores(words: list[str], vectors, data: Path) -> dict:
+    from dlcli.text import embedding_eval as ev
+
+    index = {w: i for i, w in enumerate(words)}
+    analogy = ev.analogy_report(vectors, index, ev.read_analogies(data / EVAL / "questions-words.dev.txt"), True)
+    return {"analogy": analogy["analogy_accuracy"], "coverage": analogy["coverage"],
+            "ws353": ev.similarity_report(vectors, index, ev.read_similarity(data / EVAL / "wordsim353.dev.tsv"),
+                                          True)["spearman"],
+            "simlex": ev.similarity_report(vectors, index, ev.read_similarity(data / EVAL / "simlex999.dev.txt"),
+                                           True)["spearman"],
+            "vocab": len(words)}
+
+
+def run_stanford(corpus: Path, work: Path, data: Path) -> dict:
+    from dlcli.text.vectors import read_vectors
+
+    subprocess.run([str(PEER / "build.sh"), str(work / "bin")], check=True, stdout=subprocess.DEVNULL)
+    seconds, rss = timed([str(PEER / "run_wiki.sh"), str(corpus), str(work / "out"), str(work / "bin")])
+    words, vectors = read_vectors(work / "out" / "vectors.txt", "glove")
+    if words and words[-1] == "<unk>":  # glove.c appends the mean vector of the rare words
+        words, vectors = words[:-1], vectors[:-1]
+    return {"seconds": seconds, "rss_mb": rss, **scores(words, vectors, data)}
+
+
+def run_dlcli(corpus: Path, work: Path, data: Path) -> dict:
+    from dlcli import loading
+
+    out = work / "glove.pt"
+    command = [sys.executable, "-m", "dlcli", "train", str(ROOT / "recipes" / "embed" / "glove_wiki.yaml"),
+               "--out", str(out), "--quiet", "--set", f"data.train={corpus}", "--set", "vocab.pattern=\\S+",
+               "--set", "vocab.lowercase=false"]
+    seconds, rss = timed(command, {**os.environ, "DLCLI_DATA_DIR": str(data)})
+    loaded = loading.load_model(out)
+    words, vectors = loaded.task.export_vectors(loaded.model)
+    return {"seconds": seconds, "rss_mb": rss, **scores(words, vectors, data)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default="wiki_en_corpus/train.txt.gz", help="relative to the data root")
+    parser.add_argument("--max-lines", type=int, default=None, help="train on the first N lines only")
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+    data = Path(os.environ.get("DLCLI_DATA_DIR", "data")).resolve()
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        corpus = work / "tokens.txt"
+        words = tokenize(data / args.corpus, corpus, args.max_lines)
+        print(f"{args.corpus}: {words:,} words", flush=True)
+        ours = run_dlcli(corpus, work, data)
+        print(f"dlcli: {ours}", flush=True)
+        theirs = run_stanford(corpus, work, data)
+        print(f"Stanford GloVe: {theirs}", flush=True)
+    lines = f", first {args.max_lines:,} lines" if args.max_lines else ""
+    command = "`python bench/glove_vs_stanford.py" + (f" --max-lines {args.max_lines}" if args.max_lines else "") + "`"
+    row = (f"| {datetime.date.today()} | {args.corpus}{lines}: {words / 1e6:.1f}M words, dim 50, window 15, "
+           f"15 iterations, vocabulary {ours['vocab']:,} / {theirs['vocab']:,} | 2 cores, 2 threads "
+           f"| {ours['analogy']:.4f} / {theirs['analogy']:.4f} (coverage {ours['coverage']:.2f}) "
+           f"| {ours['ws353']:.3f} / {theirs['ws353']:.3f} | {ours['simlex']:.3f} / {theirs['simlex']:.3f} "
+           f"| {ours['seconds']:.0f} s / {theirs['seconds']:.0f} s ({theirs['seconds'] / ours['seconds']:.2f}x) "
+           f"| {ours['rss_mb']:.0f} / {theirs['rss_mb']:.0f} MB | {command} |")
+    print(row)
+    if not args.no_append:
+        add_row("GloVe against Stanford's GloVe", row,
+                intro="Dev quality and wall time (tokenized file to vectors) of dlcli's GloVe and Stanford's C "
+                      "tools on one tokenized file; see the header of bench/glove_vs_stanford.py.",
+                columns="| date | workload | machine | dev analogy accuracy dlcli / Stanford | WordSim-353 Spearman "
+                        "| SimLex-999 Spearman | wall time dlcli / Stanford (speed ratio) | peak RSS | command |")
+
+
+if __name__ == "__main__":
+    main()
