@@ -195,3 +195,16 @@ def test_vectors_extend_gives_words_unseen_in_training_their_pretrained_rows(cli
     want = source.model.vectors()[source.task.vocab.index["g7w5"]]
     assert clf["state_dict"]["embedding.weight"][index["g7w5"]].tolist() == pytest.approx(want.tolist(), abs=1e-6)
     assert len(index) == 2 + 4 + 48 - 4  # pad, unk, the training words, the other vector words
+
+
+@pytest.mark.parametrize(("kind", "binary"), [("word2vec", False), ("word2vec-bin", True)])
+def test_gensim_reads_the_export_and_finds_the_same_neighbours(cli, trained, corpus, kind, binary):
+    gensim_models = pytest.importorskip("gensim.models")
+    out = corpus / f"vectors.{kind}"
+    assert_ok(cli("embed", trained, "--export", kind, "--out", out))
+    vectors = gensim_models.KeyedVectors.load_word2vec_format(str(out), binary=binary)
+    for query in ("g0w0", "g6w3"):
+        ours = cli("embed", trained, "--neighbors", "10", stdin=query.encode() + b"\n").records()[0]["neighbors"]
+        theirs = vectors.most_similar(query, topn=10)
+        assert [n["word"] for n in ours] == [w for w, _ in theirs]
+        assert [n["score"] for n in ours] == pytest.approx([s for _, s in theirs], abs=1e-5)
