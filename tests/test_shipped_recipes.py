@@ -65,7 +65,8 @@ def test_recipe_relative_data_ships_with_the_repo(path):
     data = load_recipe(path).data
     for name in (n for n in (data.train, data.dev) if n and n.startswith(("./", "../"))):
         if made_by_a_command(name, path):
-            assert "runs/" + Path(name).name in path.read_text(encoding="utf-8").split("task:")[0]  # the header says how
+            header = path.read_text(encoding="utf-8").split("task:")[0]
+            assert "runs/" + Path(name).name in header  # the header gives the command that makes it
         else:
             assert resolve_data_path(name, data_root(None), path.parent).is_file()
 
