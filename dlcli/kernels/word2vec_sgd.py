@@ -11,9 +11,21 @@ predicts the centre word, and adds the whole hidden gradient to every context ro
 does in both modes. Negative sampling scores the target with label 1 and `negative` draws from the
 noise table with label 0 (a draw equal to the target is skipped, not redrawn); hierarchical
 softmax makes one decision per inner node on the target's path, label = the branch code (branch 1
--> sigma(+s)), as dlcli.nn.hsoftmax scores it. The sigmoid is exact (scores clamped to +-20,
-beyond float32's resolution of it), and the loss is the summed negative log-likelihood of every
-decision, before its update.
+-> sigma(+s)), as dlcli.nn.hsoftmax scores it.
+
+The sigmoid and the loss come from tables, as word2vec.c and gensim read them, not from exp and
+log per decision: SIGMOID_TABLE and LOG_SIGMOID_TABLE hold sigma and log sigma at the midpoints of
+TABLE_SIZE equal bins over [-MAX_EXP, MAX_EXP] (word2vec.c and gensim sample the bins' left edges,
+which reads sigma low by up to a bin's rise; the midpoints halve and centre that error); a score s
+in that range reads bin
+int((s + MAX_EXP) * TABLE_SIZE / (2 * MAX_EXP)), in float32. A decision whose score is saturated,
+|s| >= MAX_EXP, is skipped (no update to either side), as gensim does for both losses; word2vec.c
+skips it under hierarchical softmax only and applies the saturated gradient (label - 1 or
+label - 0) under negative sampling. We follow gensim, the peer we are measured against. The loss is
+the summed negative log-likelihood of every decision, before its update, read from the log-sigmoid
+table (the bins are symmetric, so -log(1 - sigma(s)) is bin TABLE_SIZE - 1 - b's); a skipped
+decision still counts: 0 on its label's side, else the table's saturated value
+-LOG_SIGMOID_TABLE[0] (about MAX_EXP).
 
 The learning rate falls linearly from lr_start to lr_end over each thread's share of the call's
 tokens (counted before subsampling, as word2vec.c counts words). Every thread draws from its own
@@ -24,7 +36,6 @@ Everything lives in this file: numba's cache does not notice edits to a function
 
 from __future__ import annotations
 
-import math
 import weakref
 
 import numba
@@ -36,7 +47,23 @@ from dlcli.nn.huffman import huffman_paths
 SKIPGRAM, CBOW = 0, 1
 NEGATIVE, HIERARCHICAL = 0, 1
 MAX_SENTENCE = 10_000
-_CLAMP = 20.0
+MAX_EXP = 6.0  # scores at or beyond +-MAX_EXP are saturated: their decision is skipped
+TABLE_SIZE = 1000
+
+
+def _sigmoid_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(sigma, log sigma) at the midpoints of TABLE_SIZE equal bins over [-MAX_EXP, MAX_EXP],
+    float32, read-only. The midpoints are symmetric about 0: bin TABLE_SIZE - 1 - b is bin b's
+    negation."""
+    x = (np.arange(TABLE_SIZE) + 0.5) * (2 * MAX_EXP / TABLE_SIZE) - MAX_EXP
+    sigmoid, log_sigmoid = 1.0 / (1.0 + np.exp(-x)), -np.logaddexp(0.0, -x)
+    tables = sigmoid.astype(np.float32), log_sigmoid.astype(np.float32)
+    for t in tables:
+        t.flags.writeable = False
+    return tables
+
+
+SIGMOID_TABLE, LOG_SIGMOID_TABLE = _sigmoid_tables()
 
 # numba's OpenMP layer would share libgomp with torch and leave torch's thread count changed.
 numba.config.THREADING_LAYER = "workqueue"
@@ -112,13 +139,18 @@ def _next(state):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _predict(W_out, h, neu1e, target, loss, negative, ends, words, guide, shift, points, codes, depths, lr, state):
-    """Every logistic decision that predicts `target` from hidden h: each accumulates its hidden
-    gradient in neu1e and moves its output row. Returns (loss before the updates, rng state).
-    One loop for both losses keeps a single copy of the vector code."""
-    dim = h.shape[0]
+def _predict(W_out, H, hrow, neu1e, target, loss, negative, ends, words, guide, shift, points, codes, depths,
+             sig_table, log_table, lr, state):
+    """Every logistic decision that predicts `target` from the hidden vector H[hrow]: each
+    accumulates its hidden gradient in neu1e and moves its output row. Returns (loss before the
+    updates, rng state). One loop for both losses keeps a single copy of the vector code."""
+    dim = H.shape[1]
     total = 0.0
     size = np.uint64(ends[-1])
+    last = log_table.shape[0] - 1
+    saturated = -log_table[0]  # the loss of a skipped decision on the wrong side
+    top_exp = np.float32(MAX_EXP)
+    scale = np.float32(TABLE_SIZE / (2 * MAX_EXP))
     steps = depths[target] if loss == HIERARCHICAL else negative + 1
     for k in range(steps):
         if loss == HIERARCHICAL:
@@ -135,17 +167,21 @@ def _predict(W_out, h, neu1e, target, loss, negative, ends, words, guide, shift,
             row, label = words[run], np.float32(0.0)
             if row == target:
                 continue
+        positive = label > np.float32(0.5)
         s = np.float32(0.0)
         for d in range(dim):
-            s += h[d] * W_out[row, d]
-        s = min(max(s, np.float32(-_CLAMP)), np.float32(_CLAMP))
-        e = math.exp(-s)
-        g = np.float32(lr * (label - np.float32(1.0) / (np.float32(1.0) + e)))
+            s += H[hrow, d] * W_out[row, d]
+        if s <= -top_exp or s >= top_exp:  # saturated: skipped, as gensim does
+            if (s > np.float32(0.0)) != positive:
+                total += saturated
+            continue
+        # The clamp keeps a rounding at the top edge (or a NaN score) inside the table.
+        b = min(max(np.int64((s + top_exp) * scale), 0), last)
+        g = lr * (label - sig_table[b])
         for d in range(dim):
             neu1e[d] += g * W_out[row, d]
-            W_out[row, d] += g * h[d]
-        # -log sigma(s) = log(1 + e^-s); -log(1 - sigma(s)) = log(1 + e^-s) + s; logf is cheaper than log1pf
-        total += math.log(np.float32(1.0) + e) + (s if label < np.float32(0.5) else np.float32(0.0))
+            W_out[row, d] += g * H[hrow, d]
+        total -= log_table[b if positive else last - b]
     return total, state
 
 
@@ -167,9 +203,11 @@ def _subsample(tokens, lo, hi, keep_prob, sen, state):
 
 @njit(cache=True, fastmath=True)
 def _sentence(W_in, W_out, sen, n, arch, loss, negative, ends, words, guide, shift, points, codes, depths, window,
-              cbow_mean, lr0, lr_step, neu1, neu1e, state):
+              cbow_mean, lr0, lr_step, sig_table, log_table, neu1, neu1e, state):
     """Trains every centre word of the kept sentence sen[:n]; returns (loss, pairs, rng state);
-    lr0 + pos * lr_step is the learning rate at position pos."""
+    lr0 + pos * lr_step is the learning rate at position pos. neu1 is a (1, D) scratch row for
+    CBOW's hidden vector; skip-gram reads the context's row of W_in in place, as word2vec.c does
+    (indices, not a view: a view's reference count is an atomic that the threads would share)."""
     dim = W_in.shape[1]
     total, pairs = 0.0, 0
     for pos in range(n):
@@ -183,12 +221,10 @@ def _sentence(W_in, W_out, sen, n, arch, loss, negative, ends, words, guide, shi
                 if c == pos:
                     continue
                 ctx = sen[c]
-                # A copy, not a view: a view's reference count is an atomic that the threads share.
                 for d in range(dim):
-                    neu1[d] = W_in[ctx, d]
                     neu1e[d] = 0.0
-                step, state = _predict(W_out, neu1, neu1e, centre, loss, negative, ends, words, guide, shift, points,
-                                       codes, depths, lr, state)
+                step, state = _predict(W_out, W_in, ctx, neu1e, centre, loss, negative, ends, words, guide, shift,
+                                       points, codes, depths, sig_table, log_table, lr, state)
                 total += step
                 pairs += 1
                 for d in range(dim):
@@ -197,19 +233,19 @@ def _sentence(W_in, W_out, sen, n, arch, loss, negative, ends, words, guide, shi
         if hi - lo < 2:
             continue
         for d in range(dim):
-            neu1[d] = 0.0
+            neu1[0, d] = 0.0
             neu1e[d] = 0.0
         for c in range(lo, hi):
             if c != pos:
                 ctx = sen[c]
                 for d in range(dim):
-                    neu1[d] += W_in[ctx, d]
+                    neu1[0, d] += W_in[ctx, d]
         if cbow_mean:
             inv = np.float32(1.0 / (hi - lo - 1))
             for d in range(dim):
-                neu1[d] *= inv
-        step, state = _predict(W_out, neu1, neu1e, centre, loss, negative, ends, words, guide, shift, points, codes,
-                                   depths, lr, state)
+                neu1[0, d] *= inv
+        step, state = _predict(W_out, neu1, 0, neu1e, centre, loss, negative, ends, words, guide, shift, points,
+                               codes, depths, sig_table, log_table, lr, state)
         total += step
         pairs += 1
         for c in range(lo, hi):
@@ -222,7 +258,7 @@ def _sentence(W_in, W_out, sen, n, arch, loss, negative, ends, words, guide, shi
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _train(W_in, W_out, tokens, starts, keep_prob, ends, words, guide, shift, points, codes, depths, arch, loss,
-           window, negative, cbow_mean, lr_start, lr_end, cuts, states, longest):
+           window, negative, cbow_mean, lr_start, lr_end, cuts, states, longest, sig_table, log_table):
     """Thread t takes sentences cuts[t]:cuts[t + 1], decaying its learning rate over their tokens."""
     threads, dim = cuts.shape[0] - 1, W_in.shape[1]
     losses = np.zeros(threads)
@@ -230,7 +266,7 @@ def _train(W_in, W_out, tokens, starts, keep_prob, ends, words, guide, shift, po
     pairs = np.zeros(threads, np.int64)
     for t in prange(threads):
         sen = np.empty(longest, np.int32)
-        neu1 = np.empty(dim, np.float32)
+        neu1 = np.empty((1, dim), np.float32)
         neu1e = np.empty(dim, np.float32)
         state = states[t]
         first, share = starts[cuts[t]], max(1, starts[cuts[t + 1]] - starts[cuts[t]])
@@ -243,7 +279,8 @@ def _train(W_in, W_out, tokens, starts, keep_prob, ends, words, guide, shift, po
             lr0 = lr_start + (lr_end - lr_start) * (lo - first) / share
             lr_step = (lr_end - lr_start) * (hi - lo) / (n * share)
             step, count, state = _sentence(W_in, W_out, sen, n, arch, loss, negative, ends, words, guide, shift, points,
-                                           codes, depths, window, cbow_mean, lr0, lr_step, neu1, neu1e, state)
+                                           codes, depths, window, cbow_mean, lr0, lr_step, sig_table, log_table, neu1,
+                                           neu1e, state)
             losses[t] += step
             pairs[t] += count
             kept[t] += n
@@ -276,6 +313,8 @@ def _check(W_in, W_out, tokens, starts, keep_prob, runs, tree, loss, window) -> 
     for name, m in (("W_in", W_in), ("W_out", W_out)):
         if m.dtype != np.float32 or m.ndim != 2 or not m.flags.c_contiguous or not m.flags.writeable:
             raise ValueError(f"{name} must be a writeable C-contiguous 2-D float32 array")
+    if np.may_share_memory(W_in, W_out):
+        raise ValueError("W_in and W_out must not share memory")
     vocab = W_in.shape[0]
     rows = vocab - 1 if loss == HIERARCHICAL else vocab
     if W_out.shape != (rows, W_in.shape[1]):
@@ -333,5 +372,5 @@ def train_sentences(W_in: np.ndarray, W_out: np.ndarray, tokens: np.ndarray, sta
     longest = max(1, int(np.diff(starts).max())) if sentences > 0 else 1
     out = _train(W_in, W_out, tokens, starts, keep_prob, *runs, *tree, int(arch), int(loss), int(window),
                  int(negative), bool(cbow_mean), float(lr_start), float(lr_end), cuts,
-                 _thread_states(int(seed), threads), longest)
+                 _thread_states(int(seed), threads), longest, SIGMOID_TABLE, LOG_SIGMOID_TABLE)
     return float(out[0]), int(out[1]), int(out[2])

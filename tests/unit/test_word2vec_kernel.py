@@ -1,5 +1,6 @@
-"""The word2vec Hogwild kernel: single steps against a NumPy reference of word2vec.c's update, for
-every architecture and loss; determinism; learning on a corpus of co-occurring groups;
+"""The word2vec Hogwild kernel: single steps against a NumPy reference of word2vec.c's update (with
+the kernel's sigmoid tables and gensim's skipping of saturated decisions), for every architecture
+and loss; saturated decisions; determinism; learning on a corpus of co-occurring groups;
 subsampling; the noise table and its compressed reading."""
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ COUNTS = np.array([9, 6, 4, 2, 1])  # V = 5: an unbalanced Huffman tree
 NOISE_WORD = 4  # the only word of the one-step tests' noise table, never in their sentences
 
 
-def _matrices(loss: int, vocab: int = len(COUNTS), dim: int = 6, seed: int = 0):
+def _matrices(loss: int, vocab: int = len(COUNTS), dim: int = 6, seed: int = 0, scale: float = 0.5):
     rng = np.random.default_rng(seed)
-    W_in = rng.normal(0, 0.5, (vocab, dim)).astype(np.float32)
-    W_out = rng.normal(0, 0.5, (vocab - 1 if loss == k.HIERARCHICAL else vocab, dim)).astype(np.float32)
+    W_in = rng.normal(0, scale, (vocab, dim)).astype(np.float32)
+    W_out = rng.normal(0, scale, (vocab - 1 if loss == k.HIERARCHICAL else vocab, dim)).astype(np.float32)
     return W_in, W_out
 
 
@@ -30,39 +31,72 @@ def _train(W_in, W_out, tokens, starts, arch, loss, counts=COUNTS, keep=None, no
                              *k.hs_tree(counts), arch=arch, loss=loss, **kw)
 
 
+def _table_sigmoid(score: float):
+    """The kernel's table read, in float64: sigma at the midpoint of the score's bin, or None for a
+    saturated score. A score within a thousandth of a bin of an edge could fall in another bin in
+    the float32 kernel: the test data must avoid them, and this says so if it does not."""
+    assert min(abs(score - k.MAX_EXP), abs(score + k.MAX_EXP)) > 1e-5, f"score {score} at saturation's edge"
+    if not -k.MAX_EXP < score < k.MAX_EXP:
+        return None
+    position = (score + k.MAX_EXP) * k.TABLE_SIZE / (2 * k.MAX_EXP)
+    assert abs(position - round(position)) > 1e-3, f"score {score} lies on a bin edge"
+    x = (int(position) + 0.5) * 2 * k.MAX_EXP / k.TABLE_SIZE - k.MAX_EXP
+    return 1 / (1 + np.exp(-x))
+
+
+SATURATED_LOSS = np.log1p(np.exp(k.MAX_EXP - k.MAX_EXP / k.TABLE_SIZE))  # -log sigma(the first midpoint)
+
+
+def _decisions(centre: int, loss: int) -> list:
+    """(output row, label) of every decision predicting centre, in the kernel's order (the one-step
+    tests' noise table holds NOISE_WORD only)."""
+    if loss == k.HIERARCHICAL:
+        points, codes, depths = k.hs_tree(COUNTS)
+        return list(zip(points[centre, : depths[centre]], codes[centre, : depths[centre]]))
+    return [(centre, 1.0), (NOISE_WORD, 0.0)]
+
+
 def _reference(W_in, W_out, sentence, arch, loss, lr_start, lr_end, cbow_mean):
-    """word2vec.c's updates over one sentence with window 1 and no subsampling (nothing random left:
-    the noise table holds NOISE_WORD only): float64, one decision at a time."""
+    """word2vec.c's updates over one sentence with window 1 and no subsampling (nothing random left),
+    with the kernel's table sigmoid and gensim's rule that a saturated decision (|score| >= MAX_EXP)
+    is skipped, costing 0 on its label's side and SATURATED_LOSS on the other: float64, one
+    decision at a time. Also returns how many decisions were skipped and how many made."""
     W_in, W_out = W_in.astype(np.float64), W_out.astype(np.float64)
-    points, codes, depths = k.hs_tree(COUNTS)
-    n, total = len(sentence), 0.0
+    n, total, skipped, made = len(sentence), 0.0, 0, 0
     for pos, centre in enumerate(sentence):
         lr = lr_start + (lr_end - lr_start) * pos / n
         contexts = [sentence[c] for c in (pos - 1, pos + 1) if 0 <= c < n]
         examples = [[c] for c in contexts] if arch == k.SKIPGRAM else [contexts]
-        if loss == k.HIERARCHICAL:
-            decisions = list(zip(points[centre, : depths[centre]], codes[centre, : depths[centre]]))
-        else:
-            decisions = [(centre, 1.0), (NOISE_WORD, 0.0)]
         for ctx in examples:
             h = W_in[ctx].sum(0) / (len(ctx) if cbow_mean else 1)
             grad = np.zeros_like(h)
-            for row, label in decisions:
-                p = 1 / (1 + np.exp(-h @ W_out[row]))
+            for row, label in _decisions(centre, loss):
+                score = h @ W_out[row]
+                p = _table_sigmoid(score)
+                if p is None:
+                    skipped += 1
+                    total += 0.0 if (score > 0) == bool(label) else SATURATED_LOSS
+                    continue
+                made += 1
                 total -= np.log(p if label else 1 - p)
                 g = lr * (label - p)
                 grad += g * W_out[row]
                 W_out[row] += g * h
             for c in ctx:  # the whole hidden gradient to every context row, as word2vec.c
                 W_in[c] += grad
-    return W_in, W_out, total
+    return W_in, W_out, total, skipped, made
+
+
+SENTENCES = [([1, 3], True), ([1, 3, 0], True), ([2, 0, 1], False)]
 
 
 @pytest.mark.parametrize("arch,loss", COMBOS)
-@pytest.mark.parametrize("sentence,cbow_mean", [([1, 3], True), ([1, 3, 0], True), ([2, 0, 1], False)])
-def test_one_sentence_matches_the_numpy_reference(arch, loss, sentence, cbow_mean):
-    W_in, W_out = _matrices(loss)
-    want_in, want_out, want_loss = _reference(W_in, W_out, sentence, arch, loss, 0.2, 0.05, cbow_mean)
+@pytest.mark.parametrize("sentence,cbow_mean", SENTENCES)
+@pytest.mark.parametrize("scale", [0.5, 2.0])  # 2.0: large scores, some of them saturated
+def test_one_sentence_matches_the_numpy_reference(arch, loss, sentence, cbow_mean, scale):
+    W_in, W_out = _matrices(loss, scale=scale)
+    want_in, want_out, want_loss, skipped, made = _reference(W_in, W_out, sentence, arch, loss, 0.2, 0.05, cbow_mean)
+    assert made > 0 and (skipped == 0 or scale > 0.5)
     noise = np.full(16, NOISE_WORD, np.int32)
     got_loss, words, pairs = _train(W_in, W_out, sentence, [0, len(sentence)], arch, loss, noise=noise,
                                     lr_start=0.2, lr_end=0.05, cbow_mean=cbow_mean)
@@ -71,6 +105,53 @@ def test_one_sentence_matches_the_numpy_reference(arch, loss, sentence, cbow_mea
     assert got_loss == pytest.approx(want_loss, rel=1e-5)
     assert words == len(sentence)
     assert pairs == (2 * (len(sentence) - 1) if arch == k.SKIPGRAM else len(sentence))
+
+
+def test_the_large_reference_cases_mix_saturated_and_trained_decisions():
+    """The scale-2.0 cases above put skips next to ordinary updates, in every architecture and loss."""
+    for arch, loss in COMBOS:
+        mixed = 0
+        for sentence, cbow_mean in SENTENCES:
+            W_in, W_out = _matrices(loss, scale=2.0)
+            *_, skipped, made = _reference(W_in, W_out, sentence, arch, loss, 0.2, 0.05, cbow_mean)
+            mixed += skipped > 0 and made > 0
+        assert mixed > 0, (arch, loss)
+
+
+@pytest.mark.parametrize("arch,loss", COMBOS)
+@pytest.mark.parametrize("sign", [1, -1])
+def test_saturated_decisions_are_skipped(arch, loss, sign):
+    """Every score +-12: nothing moves, and each decision costs 0 on its label's side, else the
+    saturated table value. sign 1 puts NEGATIVE's decisions all on their label's side, -1 all on
+    the other (hierarchical softmax's shared root cannot suit both words: some fall either way)."""
+    u = np.ones(6, np.float32)
+    W_in = np.tile(u, (len(COUNTS), 1))  # every hidden vector is u, in both architectures
+    sentence = [0, 1]
+    if loss == k.HIERARCHICAL:
+        W_out = np.zeros((len(COUNTS) - 1, 6), np.float32)
+        for w in sentence[::-1]:  # word 0's codes win the shared nodes
+            for row, label in _decisions(w, loss):
+                W_out[row] = 2 * u * (sign if label else -sign)
+    else:
+        W_out = np.tile(2 * sign * u, (len(COUNTS), 1))
+        W_out[NOISE_WORD] *= -1
+    wrong = sum((W_out[row] @ u > 0) != bool(label) for w in sentence for row, label in _decisions(w, loss))
+    assert wrong == {k.NEGATIVE: {1: 0, -1: 4}, k.HIERARCHICAL: {1: 1, -1: 2}}[loss][sign]  # of 4 or 3 decisions
+    before_in, before_out = W_in.copy(), W_out.copy()
+    got_loss, _, pairs = _train(W_in, W_out, sentence, [0, 2], arch, loss, noise=np.full(4, NOISE_WORD, np.int32),
+                                lr_start=0.5, lr_end=0.5)
+    assert (W_in == before_in).all() and (W_out == before_out).all()
+    assert pairs == 2  # one example per centre word, in both architectures
+    assert got_loss == pytest.approx(wrong * SATURATED_LOSS, rel=1e-6, abs=1e-9)
+
+
+def test_the_sigmoid_tables_hold_sigma_at_the_bin_midpoints():
+    x = (np.arange(k.TABLE_SIZE) + 0.5) * 2 * k.MAX_EXP / k.TABLE_SIZE - k.MAX_EXP
+    assert k.SIGMOID_TABLE.dtype == k.LOG_SIGMOID_TABLE.dtype == np.float32
+    np.testing.assert_allclose(k.SIGMOID_TABLE, 1 / (1 + np.exp(-x)), rtol=1e-6)
+    np.testing.assert_allclose(k.LOG_SIGMOID_TABLE, -np.log1p(np.exp(-x)), rtol=1e-6)
+    np.testing.assert_allclose(k.SIGMOID_TABLE + k.SIGMOID_TABLE[::-1], 1.0, rtol=1e-6)  # symmetric bins
+    assert -k.LOG_SIGMOID_TABLE[0] == pytest.approx(SATURATED_LOSS, rel=1e-6)
 
 
 def test_hs_tree_is_huffman_paths_in_the_kernel_form():
@@ -185,3 +266,9 @@ def test_ids_outside_the_matrices_are_refused(tokens, noise, loss, message):
     with pytest.raises(ValueError, match=message):
         _train(W_in, W_out, tokens, [0, 2], k.SKIPGRAM, loss, noise=noise)
     assert (W_in == before).all()
+
+
+def test_matrices_that_share_memory_are_refused():
+    W_in, _ = _matrices(k.NEGATIVE)
+    with pytest.raises(ValueError, match="share memory"):
+        _train(W_in, W_in, [1, 2], [0, 2], k.SKIPGRAM, k.NEGATIVE)
