@@ -83,6 +83,9 @@ def test_recipe_smoke_trains(path, tmp_path):
     init = getattr(load_recipe(path).data, "init", None)  # recipes that start from another checkpoint
     if init and not Path(init).exists():
         pytest.skip(f"needs the earlier stage's checkpoint {init} (train that recipe first)")
+    vectors = getattr(load_recipe(path).data, "vectors", None)
+    if vectors and made_by_a_command(vectors, path) and not (path.parent / vectors).exists():
+        pytest.skip(f"needs {vectors}, made by the command in the recipe's header")
     out = tmp_path / "smoke.pt"
     summary = api.train(path, overrides=["train.max_steps=20"], out=out, device="cpu", data_dir=str(root))
     assert summary["steps"] == 20
