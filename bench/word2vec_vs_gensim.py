@@ -3,7 +3,8 @@
 The corpus (wiki_en_corpus train, raw paragraphs) is tokenized once here (dlcli's word pattern,
 lowercased) into a whitespace-separated file, and both tools train on that file with the same
 settings: dim 100, window 5, min count 5, sample 1e-3, 5 negatives (or hierarchical softmax),
-5 epochs, lr 0.025 decaying to 1e-4, 2 threads. dlcli trains recipes/embed/word2vec_<combo>_wiki.yaml
+5 epochs, the recipe's starting lr (0.025 for skip-gram, word2vec.c's 0.05 for CBOW) decaying to
+1e-4, 2 threads. dlcli trains recipes/embed/word2vec_<combo>_wiki.yaml
 with the data and tokenization overridden; gensim reads the file with `corpus_file` (its fastest,
 multi-worker mode). Each run is its own process, the tools taking turns; wall time covers reading
 the file, the vocabulary and training (dlcli also writes its checkpoint and scores the dev
@@ -70,6 +71,12 @@ def run_dlcli(combo: str, corpus: Path, seed: int, work: Path, data: Path) -> di
     return {"seconds": seconds, "words": words, "vectors": vectors}
 
 
+def recipe_lr(combo: str) -> float:
+    from dlcli.registry import load_recipe
+
+    return float(load_recipe(ROOT / "recipes" / "embed" / f"word2vec_{combo}_wiki.yaml").train.optimizer.kwargs["lr"])
+
+
 def run_gensim(combo: str, corpus: Path, seed: int, work: Path, data: Path) -> dict:
     from gensim.models import Word2Vec
 
@@ -77,7 +84,7 @@ def run_gensim(combo: str, corpus: Path, seed: int, work: Path, data: Path) -> d
     started = time.perf_counter()
     model = Word2Vec(corpus_file=str(corpus), vector_size=100, window=5, min_count=5, sample=1e-3, workers=2,
                      sg=int(arch == "skipgram"), hs=int(loss == "hs"), negative=5 if loss == "ns" else 0,
-                     epochs=5, seed=seed, alpha=0.025, min_alpha=1e-4)
+                     epochs=5, seed=seed, alpha=recipe_lr(combo), min_alpha=1e-4)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "words": list(model.wv.index_to_key), "vectors": model.wv.vectors}
 
@@ -156,6 +163,7 @@ def report(combo: str, runs: dict, words: int, args) -> None:
     command = f"`python bench/word2vec_vs_gensim.py --combos {combo} --seeds {args.seeds}" + \
               (f" --max-lines {args.max_lines}" if args.max_lines else "") + "`"
     row = (f"| {datetime.date.today()} | {combo}, {args.corpus}{lines}: {words / 1e6:.1f}M words x 5 epochs, "
+           f"lr {recipe_lr(combo)}, "
            f"vocabulary {runs['dlcli'][0]['vocab']:,} / {runs['gensim'][0]['vocab']:,} | 2 cores, 2 threads "
            f"| {mean('dlcli', 'analogy'):.4f} / {mean('gensim', 'analogy'):.4f} "
            f"(coverage {mean('dlcli', 'coverage'):.2f}) | {mean('dlcli', 'ws353'):.3f} / {mean('gensim', 'ws353'):.3f} "
