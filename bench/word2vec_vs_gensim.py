@@ -72,9 +72,12 @@ def run_dlcli(combo: str, corpus: Path, seed: int, work: Path, data: Path) -> di
 
 
 def recipe_lr(combo: str) -> float:
-    from dlcli.registry import load_recipe
+    """The recipe's starting lr, read as plain YAML: importing dlcli here would load torch into the
+    gensim worker and inflate its peak memory."""
+    import yaml
 
-    return float(load_recipe(ROOT / "recipes" / "embed" / f"word2vec_{combo}_wiki.yaml").train.optimizer.kwargs["lr"])
+    recipe = yaml.safe_load((ROOT / "recipes" / "embed" / f"word2vec_{combo}_wiki.yaml").read_text(encoding="utf-8"))
+    return float(recipe["train"]["optimizer"]["lr"])
 
 
 def run_gensim(combo: str, corpus: Path, seed: int, work: Path, data: Path) -> dict:
