@@ -71,13 +71,19 @@ def glove_epoch(W: np.ndarray, Wt: np.ndarray, b: np.ndarray, bt: np.ndarray, gW
     """One pass over the entries in `order` (in place on the eight arrays); returns the mean of
     f(x) (w_i . w~_j + b_i + b~_j - log x)^2 / 2 before each update, the cost glove.c prints.
     W, Wt, gW, gWt: (V, D) float32; b, bt, gb, gbt: (V,) float32; rows, cols int32 and values
-    float32 (> 0) of length N; order: int64 indices into them."""
+    float32 (> 0) of length N; order: int32 or int64 indices into them (int32 halves a large epoch's
+    permutation)."""
     threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS, len(order)))
     numba.set_num_threads(threads)
     cuts = (np.arange(threads + 1, dtype=np.int64) * len(order)) // threads
-    total = _epoch(W, Wt, b, bt, gW, gWt, gb, gbt, rows, cols, values, np.asarray(order, np.int64),
+    total = _epoch(W, Wt, b, bt, gW, gWt, gb, gbt, rows, cols, values, _indices(order),
                    np.float32(x_max), np.float32(alpha), np.float32(lr), cuts)
     return float(total) / max(1, len(order))
+
+
+def _indices(order: np.ndarray) -> np.ndarray:
+    order = np.asarray(order)
+    return order if order.dtype in (np.int32, np.int64) else order.astype(np.int64)
 
 
 def init_glove(vocab_size: int, dim: int, seed: int) -> tuple[np.ndarray, ...]:

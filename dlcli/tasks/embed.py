@@ -200,7 +200,9 @@ class EmbedTask(Task):
         epoch's shuffled co-occurrence entries."""
         if self.entries is not None:
             seed = int(torch.randint(2**62, (1,), generator=generator))
-            self._order = np.random.default_rng(seed).permutation(len(self.entries.values))
+            n = len(self.entries)
+            self._order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)  # int32: half the memory
+            np.random.default_rng(seed).shuffle(self._order)
         n = self.num_train
         return [range(i, min(n, i + batch_size)) for i in range(0, n, batch_size)]
 
