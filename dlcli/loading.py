@@ -32,7 +32,7 @@ class LoadedModel:
 
     @property
     def predict_defaults(self) -> dict:
-        return dict(self.recipe.get("predict") or {})
+        return predict_defaults(self.data)
 
     @property
     def input_kind(self) -> str:
@@ -43,6 +43,11 @@ class LoadedModel:
 
     def predict(self, ids: list, inputs: list, options: dict) -> list[dict]:
         return self.task.predict(self.model, ids, inputs, options)
+
+
+def predict_defaults(content: dict) -> dict:
+    """The checkpoint's `predict` section: the inference options a caller does not give."""
+    return dict(content["recipe"].get("predict") or {})
 
 
 def read(name: str | os.PathLike) -> tuple[Path, dict]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcli.errors import CheckpointError
+from dlcli.loading import predict_defaults
 from dlcli.tasks.classify_output import check_classify_options, prediction_records, probabilities
 from dlcli.text import vocabularies
 
@@ -53,7 +54,7 @@ class FastTextClassifier:
 
     @property
     def predict_defaults(self) -> dict:
-        return dict(self.data["recipe"].get("predict") or {})
+        return predict_defaults(self.data)
 
     def check_options(self, options: dict) -> None:
         check_classify_options(options)

@@ -98,9 +98,12 @@ def init_glove(vocab_size: int, dim: int, seed: int) -> tuple[np.ndarray, ...]:
     return params + tuple(np.ones_like(p) for p in params)
 
 
-def shuffled_order(n: int, seed: int) -> np.ndarray:
-    """A random permutation of range(n), int64 (glove.c shuffles its file once, with `shuffle`)."""
-    return np.random.default_rng(seed).permutation(n).astype(np.int64)
+def shuffled_order(n: int, seed: int, dtype=np.int64) -> np.ndarray:
+    """A random permutation of range(n), shuffled in place (no int64 copy first for an int32 one);
+    glove.c shuffles its file once, with `shuffle`."""
+    order = np.arange(n, dtype=dtype)
+    np.random.default_rng(seed).shuffle(order)
+    return order
 
 
 def glove_vectors(W: np.ndarray, Wt: np.ndarray, model: str = "sum") -> np.ndarray:

@@ -138,6 +138,3 @@ class Task(Protocol):
         `options`: the checkpoint's `predict` section overridden by the caller's options."""
         ...
 
-
-def lower_is_better(task: type[Task] | Task, metric: str) -> bool:
-    return not task.metrics[metric]

@@ -21,9 +21,13 @@ class WordVectorsData(DataSection):
     vectors_extend: bool = False
 
 
+def _from_checkpoint(data: WordVectorsData) -> bool:
+    return data.vectors_format == "dlcli" or (data.vectors_format == "auto" and is_checkpoint(data.vectors))
+
+
 def vector_words(data: WordVectorsData) -> list[str]:
     """The words `data.vectors` holds, in its order."""
-    if data.vectors_format == "dlcli" or (data.vectors_format == "auto" and is_checkpoint(data.vectors)):
+    if _from_checkpoint(data):
         from dlcli.tasks.embed import checkpoint_vectors
 
         return checkpoint_vectors(data.vectors)[0]
@@ -48,7 +52,7 @@ def extended(vocab: TokenVocab, data: WordVectorsData) -> TokenVocab:
 def init_word_vectors(table, vocab, data: WordVectorsData) -> str:
     """Fill the rows of `table` (an nn.Embedding over `vocab`) whose words `data.vectors` has (a
     vectors file, or a dlcli embeddings checkpoint); returns the note that says how many."""
-    if data.vectors_format == "dlcli" or (data.vectors_format == "auto" and is_checkpoint(data.vectors)):
+    if _from_checkpoint(data):
         from dlcli.tasks.embed import checkpoint_vectors
 
         words, matrix = checkpoint_vectors(data.vectors)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.errors import DataError
-from dlcli.text.readers import decoded_lines, open_binary
+from dlcli.text.readers import file_lines
 
 ANALOGY, SIMILARITY = "analogy", "similarity"
 CA8_MORPHOLOGICAL = frozenset({"A", "AB", "prefix", "suffix"})
@@ -58,16 +58,9 @@ def section_kind(name: str) -> str:
     return "syntactic" if name.startswith("gram") or name in CA8_MORPHOLOGICAL else "semantic"
 
 
-def _lines(path: str | Path, encoding: str) -> Iterator[tuple[int, str]]:
-    with open_binary(path) as fh:
-        for item in decoded_lines(fh, str(path), encoding):
-            if item is not None:
-                yield item
-
-
 def detect_kind(path: str | Path, encoding: str = "utf-8") -> str:
     """ANALOGY or SIMILARITY, from the first line that is neither blank nor a `#` comment."""
-    for number, line in _lines(path, encoding):
+    for number, line in file_lines(path, encoding):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -85,7 +78,7 @@ def detect_kind(path: str | Path, encoding: str = "utf-8") -> str:
 
 def read_analogies(path: str | Path, encoding: str = "utf-8") -> list[Analogy]:
     questions, section = [], None
-    for number, line in _lines(path, encoding):
+    for number, line in file_lines(path, encoding):
         text = line.strip()
         if not text:
             continue
@@ -108,7 +101,7 @@ def read_analogies(path: str | Path, encoding: str = "utf-8") -> list[Analogy]:
 
 def read_similarity(path: str | Path, encoding: str = "utf-8") -> list[WordPair]:
     pairs = []
-    for number, line in _lines(path, encoding):
+    for number, line in file_lines(path, encoding):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = _split_pair(line)
@@ -277,14 +270,20 @@ def similarity_report(vectors: np.ndarray, index: dict[str, int], pairs: Sequenc
             "n": len(human), "n_total": len(pairs)}
 
 
+def read_file(path: str | Path, encoding: str = "utf-8") -> tuple[str, list]:
+    """(ANALOGY, questions) or (SIMILARITY, pairs), as detect_kind finds the file."""
+    kind = detect_kind(path, encoding)
+    return kind, read_analogies(path, encoding) if kind == ANALOGY else read_similarity(path, encoding)
+
+
 def evaluate_file(path: str | Path, vectors: np.ndarray, index: dict[str, int], lowercase: bool,
                   restrict: int | None = None, encoding: str = "utf-8") -> dict:
     """The report for an analogy or similarity file (detected), with `"kind"` saying which."""
-    kind = detect_kind(path, encoding)
+    kind, items = read_file(path, encoding)
     if kind == ANALOGY:
-        report = analogy_report(vectors, index, read_analogies(path, encoding), lowercase, restrict)
+        report = analogy_report(vectors, index, items, lowercase, restrict)
     else:
-        report = similarity_report(vectors, index, read_similarity(path, encoding), lowercase)
+        report = similarity_report(vectors, index, items, lowercase)
     return {"kind": kind, **report}
 
 

@@ -42,6 +42,14 @@ def open_binary(path: str | Path) -> IO[bytes]:
         raise DataError(f"cannot open {path.resolve()}: {exc.strerror or exc}") from None
 
 
+def file_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line of a file (gz allowed), decoded line by line."""
+    with open_binary(path) as fh:
+        for item in decoded_lines(fh, str(path), encoding):
+            if item is not None:
+                yield item
+
+
 def stream_lines(stream: IO[bytes]) -> Iterator[bytes | None]:
     """The lines of a binary stream. From a pipe or terminal it also yields None whenever the
     next line has not arrived yet, so that a consumer can flush what it holds (`tail -f | dlcli
