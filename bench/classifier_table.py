@@ -119,7 +119,7 @@ def train_cell(model: str, dataset: str) -> dict:
     sets = overrides(recipe, dataset)
     key = fingerprint(recipe, sets)
     out = CACHE / f"{model}_{dataset}.pt"
-    command = ["dlcli", "train", str(recipe), "--out", str(out), "--quiet", "--device", "cpu"]
+    command = ["dlcli", "train", str(recipe), "--out", str(out), "--quiet", "--device", "cpu", "--overwrite"]
     for value in sets:
         command += ["--set", value]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -132,7 +132,8 @@ def run_workload(name: str, spec, data_root: Path, work: Path, predict_lines: in
     ft_times, ft_accs, dl_times, dl_accs = [], [], [], []
     torch.set_num_threads(THREADS)
     recipe = dlcli_recipe(work / "recipe.yaml", train_ft, dev_ft, epochs, lr)
-    api.train(recipe, out=work / "warm.pt", overrides=["train.max_steps=1", f"data.train={dev_ft}"])  # JIT cache
+    api.train(recipe, out=work / "warm.pt", overrides=["train.max_steps=1", f"data.train={dev_ft}"],
+              overwrite=True)  # JIT cache
     for seed in range(1, seeds + 1):  # the tools take turns, so a change in the machine's load falls on both
         start = time.perf_counter()
         ft = fasttext.train_supervised(str(train_ft), dim=100, epoch=epochs, lr=lr, wordNgrams=2, bucket=2_000_000,
@@ -142,7 +143,7 @@ def run_workload(name: str, spec, data_root: Path, work: Path, predict_lines: in
         ft_accs.append(ft.test(str(dev_ft))[1])
         del ft
         start = time.perf_counter()
-        summary = api.train(recipe, out=work / "dlcli.pt", overrides=[f"seed={seed}"])
+        summary = api.train(recipe, out=work / "dlcli.pt", overrides=[f"seed={seed}"], overwrite=True)
         dl_times.append(time.perf_counter() - start)
         dl_accs.append(summary["best"])
         print(f"{name} seed {seed}: dev accuracy dlcli {dl_accs[-1]:.4f} fastText {ft_accs[-1]:.4f}; training "

@@ -64,7 +64,7 @@ def run_dlcli(combo: str, corpus: Path, seed: int, work: Path, data: Path) -> di
     overrides = [f"data.train={corpus}", f"data.dev={data / EVAL / 'questions-words.dev.txt'}", f"seed={seed}",
                  "vocab.pattern=\\S+", "vocab.lowercase=false"]
     started = time.perf_counter()
-    api.train(recipe, overrides=overrides, out=work / "dlcli.pt")
+    api.train(recipe, overrides=overrides, out=work / "dlcli.pt", overwrite=True)
     seconds = time.perf_counter() - started
     loaded = loading.load_model(work / "dlcli.pt")
     words, vectors = loaded.task.export_vectors(loaded.model)

@@ -17,7 +17,8 @@ from typing import IO, Any
 from dlcli import loading, numpy_predict
 from dlcli.errors import DataError, RecipeError
 from dlcli.loading import LoadedModel, load_model
-from dlcli.text.readers import chunked_inputs
+from dlcli.pathlists import path_lines
+from dlcli.text.readers import BadInput, chunked_inputs
 
 __all__ = ["LoadedModel", "load_model", "train", "load_predictor", "predict", "evaluate", "text_chunks",
            "input_chunks", "batched", "expect_task"]
@@ -32,15 +33,16 @@ def default_output(recipe_path: str | Path) -> Path:
 
 def train(recipe_path: str | Path, *, overrides: Iterable[str] = (), out: str | Path | None = None,
           device: str | None = None, data_dir: str | None = None, resume: bool = False,
-          console=None) -> dict[str, Any]:
-    """Train what a recipe describes; returns a summary with the checkpoint path and best score."""
+          overwrite: bool = False, console=None) -> dict[str, Any]:
+    """Train what a recipe describes; returns a summary with the checkpoint path and best score.
+    An earlier run's files at `out` need `resume` (continue it) or `overwrite` (replace it)."""
     from dlcli import registry, training
 
     recipe = registry.load_recipe(recipe_path, overrides)
     if device:
         recipe = dataclasses.replace(recipe, device=device)
     out = Path(out) if out else default_output(recipe_path)
-    return training.run(recipe, Path(recipe_path), out, data_dir, resume, console)
+    return training.run(recipe, Path(recipe_path), out, data_dir, resume, console, overwrite=overwrite)
 
 
 # ---------------------------------------------------------------- inference
@@ -64,7 +66,13 @@ def predict(predictor, chunks: Iterable[tuple[list, list]], **options) -> Iterat
     merged = {**predictor.predict_defaults, **{k: v for k, v in options.items() if v is not None}}
     predictor.check_options(merged)
     for ids, inputs in chunks:
-        yield predictor.predict(ids, inputs, merged)
+        if not any(isinstance(x, BadInput) for x in inputs):
+            yield predictor.predict(ids, inputs, merged)
+            continue
+        # Lines that could not be read (skipped errors) keep their place as error records.
+        good = [i for i, x in enumerate(inputs) if not isinstance(x, BadInput)]
+        done = iter(predictor.predict([ids[i] for i in good], [inputs[i] for i in good], merged) if good else ())
+        yield [{"id": i, "error": x.message} if isinstance(x, BadInput) else next(done) for i, x in zip(ids, inputs)]
 
 
 def expect_task(predictor, task: str, command: str) -> None:
@@ -77,19 +85,20 @@ def expect_task(predictor, task: str, command: str) -> None:
 
 
 def text_chunks(stream: IO[bytes], source: str = "<stdin>", input_format: str = "text", encoding: str = "utf-8",
-                chunk: int = 4096) -> Iterator[tuple[list, list[str]]]:
-    """(ids, texts) per chunk of input lines: line numbers, or the "id" fields of JSON Lines."""
-    return chunked_inputs(stream, source, input_format, encoding, chunk)
+                chunk: int = 4096, skip_errors: bool = False) -> Iterator[tuple[list, list[str]]]:
+    """(ids, texts) per chunk of input lines: line numbers, or the "id" fields of JSON Lines. A
+    line that cannot be read raises a DataError naming it; with `skip_errors` it becomes an error
+    record in its place when predicted (see `predict`)."""
+    return chunked_inputs(stream, source, input_format, encoding, chunk, skip_errors)
 
 
 def input_chunks(predictor, stream: IO[bytes], source: str = "<stdin>", input_format: str = "text",
-                 encoding: str = "utf-8") -> Iterator[tuple[list, list]]:
+                 encoding: str = "utf-8", skip_errors: bool = False) -> Iterator[tuple[list, list]]:
     """Chunks of what the predictor's task reads from a stream: texts (see text_chunks), or paths
     (one per non-blank line), as many as its `batch_size`."""
     if predictor.input_kind == "text":
-        return text_chunks(stream, source, input_format, encoding)
-    lines = (line.decode(encoding).rstrip("\r\n") for line in stream)
-    return batched((line for line in lines if line.strip()), int(predictor.predict_defaults.get("batch_size", 8)))
+        return text_chunks(stream, source, input_format, encoding, skip_errors=skip_errors)
+    return batched(path_lines(stream, encoding), int(predictor.predict_defaults.get("batch_size", 8)))
 
 
 def batched(items: Iterable, size: int) -> Iterator[tuple[list, list]]:

@@ -83,8 +83,12 @@ def save(path: str | os.PathLike, payload: dict, kind: str = MODEL_FORMAT) -> No
 def read(path: str | os.PathLike, kind: str = MODEL_FORMAT) -> dict[str, Any]:
     """The checkpoint's content with its tensors as NumPy arrays, without importing torch."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path.resolve()} is a directory, not a checkpoint",
+                              "give the .pt file written by `dlcli train` or `dlcli convert`")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path.resolve()}")
+        raise CheckpointError(f"checkpoint not found: {path.resolve()}",
+                              "give the .pt file written by `dlcli train`, or a shipped model's name")
     try:
         data = _unpickle(path)
     except _Refused as exc:
@@ -96,12 +100,18 @@ def read(path: str | os.PathLike, kind: str = MODEL_FORMAT) -> dict[str, Any]:
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, KeyError, TypeError, ValueError, OSError,
             struct.error, IndexError, AttributeError, MemoryError) as exc:
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated or damaged?): {str(exc)[:200]}"
+            f"{path}: not a readable checkpoint (truncated or damaged?): {str(exc)[:200]}",
+            "copy it again if it was cut short in transfer, or retrain it; a checkpoint is the .pt "
+            "file `dlcli train` writes",
         ) from None
     if not isinstance(data, dict) or data.get("format") not in (MODEL_FORMAT, STATE_FORMAT):
-        raise CheckpointError(f"{path}: not a dlcli checkpoint (unknown format)")
+        raise CheckpointError(f"{path}: not a dlcli checkpoint (unknown format)",
+                              "give the .pt file written by `dlcli train`; other tools' weights come in "
+                              "through `dlcli convert`")
     if data["format"] != kind:
-        raise CheckpointError(f"{path}: holds a {data['format']}, expected a {kind}")
+        raise CheckpointError(f"{path}: holds a {data['format']}, expected a {kind}",
+                              "a .train-state.pt file only resumes training (`dlcli train --resume`); "
+                              "give the model's .pt file" if data["format"] == STATE_FORMAT else None)
     version = data.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(

@@ -15,7 +15,13 @@ from typing import Any
 
 from dlcli.errors import CheckpointError
 from dlcli.loading import predict_defaults
-from dlcli.tasks.classify_output import check_classify_options, prediction_records, probabilities
+from dlcli.tasks.classify_output import (
+    check_classify_options,
+    model_texts,
+    note_cuts,
+    prediction_records,
+    probabilities,
+)
 from dlcli.text import vocabularies
 
 # A chunk of this many characters switches to compiled featurizing and scoring: loading numba and
@@ -26,7 +32,7 @@ COMPILED_FROM_CHARS = 1_000_000
 class FastTextClassifier:
     """`dlcli classify` with a FastText model: NumPy bag means and output layer (FastTextScorer)."""
 
-    options = frozenset({"top_k", "threshold", "batch_size"})  # what it implements of classify's options
+    options = frozenset({"top_k", "threshold", "batch_size", "tokenize"})  # the classify options it implements
     input_kind = "text"
 
     def __init__(self, data: dict, scorer):
@@ -60,17 +66,21 @@ class FastTextClassifier:
         check_classify_options(options)
 
     def predict(self, ids: list, texts: list[str], options: dict) -> list[dict]:
+        texts = model_texts(self.vocab, texts, options.get("tokenize", "auto"))
         if not self.compiled and self.vocab.compilable and not self.max_length:
             self.compiled = sum(map(len, texts)) >= COMPILED_FROM_CHARS  # and stays on once loaded
         if self.compiled:
             scores = self.scorer.scores_flat(*self.vocab.encode_flat(texts))
         else:
-            bags = self.vocab.encode_batch(texts)
-            if self.max_length:
-                bags = [b[: self.max_length] for b in bags]
+            full = self.vocab.encode_batch(texts)
+            bags = [b if len(b) <= self.max_length else b[: self.max_length] for b in full] if self.max_length else full
             scores = self.scorer.scores(bags)
         probs = probabilities(scores, self.multi_label or self.scorer.output_activation == "sigmoid")
-        return prediction_records(ids, probs, self.labels, self.multi_label, options["top_k"], options.get("threshold"))
+        records = prediction_records(ids, probs, self.labels, self.multi_label, options["top_k"],
+                                     options.get("threshold"))
+        if self.max_length:
+            note_cuts(records, full, bags, None)
+        return records
 
 
 # (task, model type) -> backend class

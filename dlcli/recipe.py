@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import os
 import types
 import typing
@@ -52,6 +53,41 @@ def checkpoint_ref(default: Any = None, **kwargs) -> Any:
     return field(default=default, metadata={"checkpoint": True}, **kwargs)
 
 
+def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None, **kwargs) -> Any:
+    """A number field (or list of numbers) held to limits: `bounded(10, ge=1)` refuses 0 and -3
+    naming the key (`train.epochs: must be >= 1, got 0`). None passes where the type allows it."""
+    if default is not dataclasses.MISSING:
+        kwargs["default"] = default
+    return field(metadata={"bounds": _limits(ge=ge, gt=gt, le=le, lt=lt)}, **kwargs)
+
+
+def kwarg_bounds(default: Any, **bounds: dict) -> Any:
+    """A component field whose keyword arguments are held to limits, e.g.
+    `kwarg_bounds(Component("adam"), lr={"ge": 0})`."""
+    return field(default=default, metadata={"kwarg_bounds": {k: _limits(**b) for k, b in bounds.items()}})
+
+
+def _limits(ge=None, gt=None, le=None, lt=None) -> tuple:
+    return tuple((op, v) for op, v in ((">=", ge), (">", gt), ("<=", le), ("<", lt)) if v is not None)
+
+
+_HOLDS = {">=": lambda x, v: x >= v, ">": lambda x, v: x > v, "<=": lambda x, v: x <= v, "<": lambda x, v: x < v}
+
+
+def check_bounds(value: Any, limits: tuple, dotted: str, errors: list[str], shown: Any = None) -> None:
+    """Append `dotted: must be OP LIMIT, got VALUE` for each number in `value` outside `limits`
+    (`shown`: the value as written, when `value` is its coercion)."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for i, item in enumerate(items):
+        if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        where = f"{dotted}[{i}]" if isinstance(value, (list, tuple)) else dotted
+        if math.isnan(item) or not all(_HOLDS[op](item, v) for op, v in limits):
+            rule = " and ".join(f"{op} {v:g}" for op, v in limits)
+            errors.append(f"{where}: must be {rule}, got {item if shown is None else shown!r}")
+
+
 def path_fields(section: Any) -> list[str]:
     return [f.name for f in dataclasses.fields(section) if f.metadata.get("path")]
 
@@ -62,17 +98,20 @@ def checkpoint_fields(section: Any) -> list[str]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    max_steps: int | None = None
-    optimizer: Component = Component("adam", {"lr": 1.0e-3})
+    epochs: int = bounded(10, ge=1)
+    batch_size: int = bounded(32, ge=1)
+    max_steps: int | None = bounded(None, ge=1)
+    # lr 0 is allowed (a frozen run writes the initialised model) but warned about: see `recipe_warnings`
+    optimizer: Component = kwarg_bounds(Component("adam", {"lr": 1.0e-3}), lr={"ge": 0})
     lr_schedule: Component = Component("constant")
-    grad_clip: float | None = None
-    eval_every: int | None = None  # optimizer steps between dev evaluations; default: every epoch; 0: at the end
-    state_every: int = 1  # epochs between resume states; 0: only on Ctrl-C (big models: no 800 MB copies)
+    grad_clip: float | None = bounded(None, gt=0)
+    # optimizer steps between dev evaluations; default: every epoch; 0: at the end
+    eval_every: int | None = bounded(None, ge=0)
+    # epochs between resume states; 0: only on Ctrl-C (big models: no 800 MB copies)
+    state_every: int = bounded(1, ge=0)
     metric: str | None = None  # dev metric that picks the best model; default: the task's own
-    patience: int | None = None  # evaluations without improvement before stopping
-    ema_decay: float | None = None
+    patience: int | None = bounded(None, ge=1)  # evaluations without improvement before stopping; null: never
+    ema_decay: float | None = bounded(None, gt=0, lt=1)
     deterministic: bool = False
 
 
@@ -97,6 +136,17 @@ class Recipe:
         if self.vocab is None:
             del out["vocab"]
         return out
+
+
+def recipe_warnings(recipe: Recipe) -> list[str]:
+    """What a recipe asks for that is allowed but most likely a mistake."""
+    try:
+        lr = coerce(recipe.train.optimizer.kwargs.get("lr"), float | None)
+    except (TypeError, ValueError):
+        lr = None
+    if lr == 0:
+        return ["train.optimizer.lr is 0: the weights will not change (the checkpoint holds the initial model)"]
+    return []
 
 
 def _to_plain(obj: Any) -> Any:
@@ -245,6 +295,10 @@ def _build(cls: type, raw: Any, prefix: str, errors: list[str], sections: dict |
         choices = f.metadata.get("choices")
         if choices and values[name] is not None and values[name] not in choices:
             errors.append(f"{dotted}: {values[name]!r} is not one of {', '.join(map(str, choices))}")
+        if f.metadata.get("bounds"):
+            check_bounds(values[name], f.metadata["bounds"], dotted, errors)
+        if f.metadata.get("kwarg_bounds") and isinstance(values[name], Component):
+            _check_kwargs(values[name], f.metadata["kwarg_bounds"], dotted, errors)
     for name, section in (sections or {}).items():
         if name not in raw:  # a task's section left out: its defaults
             values[name] = _build(section, {}, f"{prefix}{name}.", errors)
@@ -252,6 +306,15 @@ def _build(cls: type, raw: Any, prefix: str, errors: list[str], sections: dict |
         return cls(**values)
     except TypeError:
         return None  # missing keys, already reported
+
+
+def _check_kwargs(component: Component, bounds: dict, dotted: str, errors: list[str]) -> None:
+    for key, limits in bounds.items():
+        try:
+            value = coerce(component.kwargs[key], float)
+        except (KeyError, TypeError, ValueError):
+            continue  # absent: the builder's default; not a number: binding reports it
+        check_bounds(value, limits, f"{dotted}.{key}", errors, shown=component.kwargs[key])
 
 
 def _convert(value: Any, hint: Any, dotted: str, errors: list[str]) -> Any:

@@ -11,28 +11,34 @@ from typing import Any
 
 import torch
 
-from dlcli import checkpoint, loading, registry
+from dlcli import checkpoint, loading, registry, run_outputs
 from dlcli.device import seed_everything, setup_placement, teardown_placement, wrap_distributed
-from dlcli.errors import CheckpointError, RecipeError
-from dlcli.recipe import Recipe, checkpoint_fields, data_root, path_fields, resolve_data_path
+from dlcli.errors import CheckpointError, RecipeError, TrainingError
+from dlcli.recipe import Recipe, checkpoint_fields, data_root, path_fields, recipe_warnings, resolve_data_path
 from dlcli.trainer import Trainer
 
 # Recipe sections that must match for --resume to continue the same run.
 _RESUME_KEYS = ("task", "seed", "data", "vocab", "model")
 
 
-def run(recipe: Recipe, recipe_path: Path, out: Path, data_dir: str | None, resume: bool, console) -> dict:
+def run(recipe: Recipe, recipe_path: Path, out: Path, data_dir: str | None, resume: bool, console,
+        overwrite: bool = False) -> dict:
+    if resume and overwrite:
+        raise RecipeError("--resume and --overwrite: choose one",
+                          "--resume continues the run saved beside --out; --overwrite starts a new one over it")
     parts = registry.resolve_recipe(recipe)
     placement = setup_placement(recipe.device)
     try:
         parts.step.check(recipe, placement)
-        return _run(recipe, parts, recipe_path, out, data_dir, resume, placement, console)
+        outputs = run_outputs.Outputs.of(run_outputs.refuse_directory(Path(out)))
+        with run_outputs.claimed(outputs, resume, overwrite, placement) as replaces:
+            return _run(recipe, parts, recipe_path, outputs, data_dir, resume, replaces, placement, console)
     finally:
         teardown_placement(placement)
 
 
-def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Path, data_dir, resume: bool,
-         placement, console) -> dict:
+def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, outputs: run_outputs.Outputs, data_dir,
+         resume: bool, replaces: bool, placement, console) -> dict:
     seed_everything(recipe.seed, recipe.train.deterministic)
     task = _prepare_task(recipe, parts, recipe_path, data_dir)
     builder, model_kwargs = parts.model
@@ -47,29 +53,42 @@ def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, out: Path,
     optimizer, scheduler = _optimization(parts, model, task.num_train, cfg, placement.world_size)
     resolved = parts.recipe_dict(recipe)
 
+    state = _read_state(outputs.state, resolved) if resume else None
+    # A run that began over an earlier model writes its best model beside it, and moves it to --out
+    # only when it finishes: Ctrl-C, a failure or kill -9 leave the earlier model where it was.
+    staged = bool(state.get("staged")) if state is not None else replaces
+    target = outputs.partial if staged else outputs.model
+
     def save_model(module: torch.nn.Module, metrics: dict) -> None:
-        checkpoint.save(out, {
+        checkpoint.save(target, {
             "task": recipe.task, "recipe": resolved,
             "model": {"type": recipe.model.type, "kwargs": model_kwargs},
             **task.payload(), "state_dict": module.state_dict(), "metrics": metrics,
         })
 
-    state_path, log_path = checkpoint.sidecar(out, "train-state.pt"), checkpoint.sidecar(out, "metrics.jsonl")
     step = parts.step(model, wrap_distributed(model, placement), task, optimizer, cfg, placement, recipe.precision)
     trainer = Trainer(model, task, cfg, optimizer=optimizer, scheduler=scheduler, step=step, placement=placement,
-                      seed=recipe.seed, save_model=save_model, state_path=state_path, log_path=log_path,
+                      seed=recipe.seed, save_model=save_model, state_path=outputs.state, log_path=outputs.log,
                       console=console)
-    if resume:
-        _restore(trainer, state_path, resolved)
+    if state is not None:
+        _apply_state(trainer, state, outputs.state)
     elif placement.is_main:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("", encoding="utf-8")
+        run_outputs.start_new(outputs)
     if console is not None and placement.is_main:
         for note in task.notes:
             console.print(f"note: {note}")
+        for warning in recipe_warnings(recipe):
+            console.print(f"warning: {warning}")
         console.print(_announcement(recipe, task, model, placement))
-    progress = trainer.fit({"recipe": resolved})
-    summary = {"checkpoint": str(out), "steps": progress.global_step, "epochs": progress.epoch,
+    try:
+        progress = trainer.fit({"recipe": resolved, "staged": staged})
+    except (KeyboardInterrupt, TrainingError):
+        if staged and console is not None and placement.is_main:
+            console.print(run_outputs.kept_note(outputs))
+        raise
+    if placement.is_main:
+        run_outputs.finish(outputs, staged)
+    summary = {"checkpoint": str(outputs.model), "steps": progress.global_step, "epochs": progress.epoch,
                "metric": trainer.metric, "best_step": progress.best_step}
     if progress.best is not None:
         summary["best"] = trainer.reported(progress.best)
@@ -122,7 +141,7 @@ def _load_init(name: str, field: str) -> loading.LoadedModel:
         raise CheckpointError(f"data.{field}: {exc.message}", exc.hint) from None
 
 
-def _restore(trainer: Trainer, state_path: Path, resolved: dict) -> None:
+def _read_state(state_path: Path, resolved: dict) -> dict:
     if not state_path.exists():
         raise CheckpointError(f"nothing to resume: {state_path.resolve()} does not exist",
                               "train without --resume first, with the same --out")
@@ -132,6 +151,10 @@ def _restore(trainer: Trainer, state_path: Path, resolved: dict) -> None:
     if changed:
         raise RecipeError(f"--resume: the recipe's {', '.join(changed)} differ from the saved run's",
                           "resume with the recipe the run started with (epochs may grow)")
+    return state
+
+
+def _apply_state(trainer: Trainer, state: dict, state_path: Path) -> None:
     try:
         trainer.load_state_dict(state["trainer"])
     except (KeyError, RuntimeError, ValueError) as exc:

@@ -234,3 +234,32 @@ FACENET_SHAPES = {
              "dense5": (256, 1152), "prelu5": (256,), "dense6_1": (2, 256), "dense6_2": (4, 256),
              "dense6_3": (10, 256)},
 }
+
+
+# Runs argv[2:] and writes its peak RSS (KB) to argv[1]. Measured from a child of this small
+# process, not of the test run: Linux carries the old address space's peak RSS across exec, so a
+# child started straight from a big process (pytest, after loading models) would report that
+# process's peak as its own, and a memory test could not fail.
+PEAK_RSS_LAUNCHER = """import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(argv: list, *, stdin: bytes = b"", env: dict | None = None, cwd=None,
+                 timeout: float = 600) -> tuple[int, bytes, str, float]:
+    """(exit code, stdout, stderr, peak RSS in MB) of a command run in its own process tree."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err, peak = (os.path.join(tmp, name) for name in ("out", "err", "peak"))
+        with open(out, "wb") as out_fh, open(err, "wb") as err_fh:  # files: a pipe could fill and block it
+            done = subprocess.run([sys.executable, "-c", PEAK_RSS_LAUNCHER, peak, *map(str, argv)], input=stdin,
+                                  stdout=out_fh, stderr=err_fh, env=env, cwd=cwd, timeout=timeout)
+        with open(out, "rb") as out_fh, open(err, "rb") as err_fh, open(peak) as peak_fh:
+            return done.returncode, out_fh.read(), err_fh.read().decode("utf-8", "replace"), int(peak_fh.read()) / 1024

@@ -66,6 +66,18 @@ def _fail(message: str, hint: str | None, code: int) -> int:
     return code
 
 
+def _usage_error(exc) -> int:
+    """The command-line library's errors in dlcli's own format, with the help to read as the hint.
+    `dlcli` or `dlcli recipes` alone still print their help, as the library would."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        exc.show()
+        return exc.exit_code
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "dlcli"
+    message = exc.format_message().rstrip(".")
+    return _fail(message[:1].lower() + message[1:], f"see '{command} --help'", exc.exit_code)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 runtime/data failure, 2 usage, 130 interrupted."""
     debug = bool(os.environ.get("DLCLI_DEBUG"))
@@ -81,8 +93,7 @@ def run(argv: list[str] | None = None) -> int:
     except _EXITS as exc:
         return exc.exit_code
     except _USAGE_ERRORS as exc:
-        exc.show()
-        return exc.exit_code
+        return _usage_error(exc)
     except _ABORTS:
         print("dlcli: interrupted", file=sys.stderr)
         return 130

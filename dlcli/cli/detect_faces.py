@@ -6,6 +6,8 @@ import sys
 
 import typer
 
+from dlcli.cli._io import quiet_option, threads_option
+
 # The detector shipped in the package (dlcli/pretrained/mtcnn.pt, trained by recipes/detect/).
 DEFAULT_MODEL = "mtcnn"
 
@@ -15,7 +17,7 @@ EXAMPLES = """Examples:
 
   find photos -name '*.jpg' | dlcli detect-faces > faces.jsonl
 
-  dlcli detect-faces a.jpg b.png -m original.pt --draw drawn/ --crop faces/
+  dlcli detect-faces a.jpg panorama.tif -m original.pt --max-side 0 --draw drawn/ --crop faces/
 """
 
 
@@ -37,7 +39,14 @@ def detect_faces_command(
     crop: str = typer.Option(None, "--crop", metavar="DIR", help="Write square face crops <stem>_<i>.png into "
                              "DIR (i: the face's place in the record)."),
     crop_size: int = typer.Option(160, "--crop-size", min=1, help="Side of the face crops, in pixels."),
+    max_side: int = typer.Option(None, "--max-side", metavar="N", help="Scale larger images down so that "
+                                 "their longer side is N pixels before detecting (boxes and landmarks are still "
+                                 "in the file's pixels): bounds the memory and time a huge image takes, at the "
+                                 "cost of faces that become smaller than --min-face. 0: detect at full size, "
+                                 "memory growing with the pixels [default: 4096]."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    threads: int = threads_option(),
+    quiet: bool = quiet_option(),
 ):
     """Detect faces (MTCNN) in image files; one JSON object per image, in input order.
 
@@ -46,38 +55,38 @@ def detect_faces_command(
     (EXIF orientation applied), 0-based, x2/y2 exclusive; the landmarks are the eyes, the nose
     tip and the mouth corners as the original MTCNN orders them. An image that cannot be read
     gives {"image", "error"}; the others are still processed, and the exit code is then 1.
+
+    "image" is the path as given. Paths are bytes: one that is not valid UTF-8 is written with each
+    undecodable byte as a \\udcXX escape (Python's surrogateescape: os.fsencode(record["image"])
+    gives the bytes back); its other characters are written as they are.
+    A stdin line longer than 4096 bytes cannot name a file: it gets an error record, the path cut
+    and ending in "...".
     """
     from pathlib import Path
 
     from dlcli import api
-    from dlcli.cli._io import JsonlWriter
-    from dlcli.errors import DataError
+    from dlcli.cli._io import count_progress, write_predictions
 
     loaded = api.load_model(model, device)
     api.expect_task(loaded, "detect_faces", "dlcli detect-faces")
-    writer = JsonlWriter()
-    total = failed = 0
     chunks = api.batched(_paths(images), batch_size or loaded.predict_defaults.get("batch_size", 8))
-    for records in api.predict(loaded, chunks, draw_dir=Path(draw) if draw else None,
-                               crop_dir=Path(crop) if crop else None, crop_size=crop_size, min_face=min_face,
-                               thresholds=_thresholds(thresholds), factor=factor, batch_size=batch_size):
-        writer.write(records)
-        for record in records:
-            total += 1
-            if "error" in record:
-                failed += 1
-                print(f"dlcli: {record['error']}", file=sys.stderr)
-    if failed:
-        raise DataError(f"{failed} of {total} images could not be read", "their records carry an \"error\" field")
+    options = {"draw_dir": Path(draw) if draw else None, "crop_dir": Path(crop) if crop else None,
+               "crop_size": crop_size, "min_face": min_face, "thresholds": _thresholds(thresholds),
+               "factor": factor, "batch_size": batch_size, "max_side": max_side}
+    listed = len(images) if images and images != ["-"] else None
+    with count_progress(listed, "images", quiet) as advance:
+        write_predictions(loaded, chunks, options, threads=threads, quiet=quiet, advance=advance, inputs="images")
 
 
 def _paths(images: list[str] | None):
     from dlcli.errors import RecipeError
+    from dlcli.pathlists import path_lines
 
     if not images or images == ["-"]:
-        return (line.rstrip("\r\n") for line in sys.stdin if line.strip())
+        return path_lines(sys.stdin.buffer)  # bytes: any file name, and binary junk, reads
     if "-" in images:
-        raise RecipeError("'-' (paths from stdin) cannot be mixed with image paths")
+        raise RecipeError("'-' (paths from stdin) cannot be mixed with image paths",
+                          "list the images on stdin, or give them all as arguments")
     return iter(images)
 
 
@@ -91,5 +100,6 @@ def _thresholds(text: str | None) -> list[float] | None:
     except ValueError:
         values = []
     if not values:
-        raise RecipeError(f"--thresholds: {text!r} is not three numbers between 0 and 1, e.g. 0.6,0.7,0.7")
+        raise RecipeError(f"--thresholds: {text!r} is not three numbers between 0 and 1",
+                          "give one per net, P-Net, R-Net and O-Net, e.g. 0.6,0.7,0.7")
     return values

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from dlcli.cli._io import on_error_option, quiet_option, threads_option
+
 EXPORTS = {"word2vec": "word2vec", "word2vec-bin": "word2vec_binary", "glove": "glove"}
 
 EXAMPLES = """Examples:
@@ -36,16 +38,20 @@ def embed_command(
     input_format: str = typer.Option("text", "--input-format", help="text: one input per line; jsonl: "
                                      "objects with \"text\" (and optional \"id\")."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of the input."),
+    on_error: str = on_error_option(),
+    threads: int = threads_option(),
+    quiet: bool = quiet_option(),
 ):
     """Word vectors from an embeddings model; one JSON object per input line, in input order.
 
     Record: {"id", "text", "vector" (the mean of the line's known words' vectors, null if none),
     "unknown": [words the model does not know]}; with --neighbors {"id", "text", "neighbors":
     [{"word", "score"}], "unknown"}; with --analogy {"id", "query", "answers": [{"word",
-    "score"}], "unknown"} (no answers when a word is unknown).
+    "score"}], "unknown"} (no answers when a word is unknown). A line's mean is summed in blocks
+    of words, so a line of any length is answered in time linear in it and bounded memory.
     """
     from dlcli import api
-    from dlcli.cli._io import JsonlWriter, open_input
+    from dlcli.cli._io import stream_predictions
     from dlcli.errors import RecipeError
 
     if sum([words, neighbors is not None, analogy]) > 1:
@@ -55,14 +61,10 @@ def embed_command(
     if export is not None:
         _export(loaded, export, out)
         return
-    if input_format not in ("text", "jsonl"):
-        raise RecipeError(f"--input-format: {input_format!r} is not text or jsonl")
     options = {"words": words or None, "neighbors": neighbors, "analogy": analogy or None, "top_k": top_k,
                "restrict": restrict}
-    writer = JsonlWriter()
-    with open_input(input) as (stream, source):
-        for records in api.predict(loaded, api.text_chunks(stream, source, input_format, encoding), **options):
-            writer.write(records)
+    stream_predictions(loaded, input, options, input_format=input_format, encoding=encoding, on_error=on_error,
+                       threads=threads, quiet=quiet)
 
 
 def _export(loaded, kind: str, out: Path | None) -> None:

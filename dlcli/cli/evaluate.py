@@ -48,6 +48,9 @@ def evaluate_command(
     dlcli/vision/annotations.py) keys: ap (VOC all-point AP at --iou), ap50 (at IoU 0.5), precision
     and recall of the detections at the checkpoint's thresholds, n_images, n_faces (not ignored),
     n_detections, iou.
+
+    Long lines are scored as `dlcli classify` and `dlcli tag` score them: in pieces of bounded
+    length (see their --help), so time and memory grow linearly with a line's length.
     """
     from dlcli import api
     from dlcli.cli._io import write_json

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from dlcli.cli._io import on_error_option, quiet_option, threads_option
+
 EXAMPLES = """Examples:
 
   printf 'what is the capital of France ?\\n' | dlcli predict runs/textcnn_trec.pt --set top_k=2
@@ -25,6 +27,9 @@ def predict_command(
                                      "objects with \"text\" (and optional \"id\")."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of the input."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    on_error: str = on_error_option(),
+    threads: int = threads_option(),
+    quiet: bool = quiet_option(),
 ):
     """Predict with a model of any task; one JSON object per input, in input order.
 
@@ -32,16 +37,10 @@ def predict_command(
     this one serves every task, including tasks added as plug-ins, with the same records.
     """
     from dlcli import api
-    from dlcli.cli._io import JsonlWriter, open_input
-    from dlcli.errors import RecipeError
+    from dlcli.cli._io import stream_predictions
     from dlcli.recipe import parse_overrides
 
-    if input_format not in ("text", "jsonl"):
-        raise RecipeError(f"--input-format: {input_format!r} is not text or jsonl")
     given = parse_overrides(options, "--set")
     predictor = api.load_predictor(model, device, set(given))
-    writer = JsonlWriter()
-    with open_input(input) as (stream, source):
-        for records in api.predict(predictor, api.input_chunks(predictor, stream, source, input_format, encoding),
-                                   **given):
-            writer.write(records)
+    stream_predictions(predictor, input, given, input_format=input_format, encoding=encoding, on_error=on_error,
+                       threads=threads, quiet=quiet)

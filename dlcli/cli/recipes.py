@@ -69,10 +69,17 @@ def validate_command(
     names: list[str] = typer.Argument(..., help="Recipe files or shipped names."),
     overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE overrides to check too."),
 ):
-    """Parse each recipe and bind every component, as training would; exit 2 on the first error."""
+    """Parse each recipe and bind every component, as training would; exit 2 on the first error.
+    Settings that are allowed but most likely a mistake (a learning rate of 0) are warned about on stderr."""
+    import sys
+
     from dlcli import registry
+    from dlcli.recipe import recipe_warnings
 
     for name in names:
         path = resolve_recipe(name)
-        registry.resolve_recipe(registry.load_recipe(path, overrides))
+        recipe = registry.load_recipe(path, overrides)
+        registry.resolve_recipe(recipe)
+        for warning in recipe_warnings(recipe):
+            print(f"warning: {path}: {warning}", file=sys.stderr)
         print(f"ok {path}")

@@ -6,11 +6,15 @@ from pathlib import Path
 
 import typer
 
+from dlcli.cli._io import on_error_option, quiet_option, threads_option
+
 DEFAULT_MODEL = "en-ner"
 
 EXAMPLES = """Examples:
 
-  echo 'EU rejects German call to boycott British lamb .' | dlcli tag | jq -c .spans
+  echo 'Barack Obama met Vladimir Putin in Moscow and discussed Gazprom.' | dlcli tag | jq -c .spans
+
+  dlcli tag --tokenize whitespace --tokens conll_tokens.txt | jq -c .token_offsets
 
   dlcli tag --model zh-seg --format text news.txt
 
@@ -35,29 +39,45 @@ def tag_command(
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Sentences per forward pass."),
     n_best: int = typer.Option(None, "--n-best", min=1, help="Also list the N most probable tag sequences "
                                "(CRF models), as \"n_best\": [{\"tags\", \"probability\"}]."),
+    tokenize: str = typer.Option(None, "--tokenize", help="auto: raw text, tokenized the way the model's "
+                                 "training data was (punctuation and clitics such as n't split off; numbers, "
+                                 "URLs, e-mail addresses, abbreviations kept whole); whitespace: the input is "
+                                 "already tokenized, split on whitespace only [default: the checkpoint's, auto]. "
+                                 "Character-level models always take every non-space character."),
+    tokens: bool = typer.Option(False, "--tokens", help="Add \"token_offsets\": [[char_start, char_end], ...], "
+                                "one per token, so that line[char_start:char_end] is the token."),
     input_format: str = typer.Option("text", "--input-format", help="text: one sentence per line; jsonl: "
                                      "objects with \"text\" (and optional \"id\")."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of the input."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    on_error: str = on_error_option(),
+    threads: int = threads_option(),
+    quiet: bool = quiet_option(),
 ):
     """Tag sentences (NER, POS, word segmentation), one sentence per input line, in input order.
 
-    Word-level models split each line on whitespace; character-level (Chinese) models take every
-    non-space character as a token. Long sentences are tagged in pieces and joined again; no
-    token is dropped. A blank line gives an empty record.
+    Word-level models tokenize each line as their training data was tokenized (--tokenize auto)
+    or split it on whitespace (--tokenize whitespace); character-level (Chinese) models take every
+    non-space character as a token. Long sentences are tagged in pieces of at most the model's
+    data.max_length tokens (256 where the checkpoint sets none; zh-seg, zh-ner: 150; zh-pos: 100),
+    cut after punctuation where possible, and joined again: no token is dropped, and time and
+    memory grow linearly with a line however long it is. With --n-best, a cut sentence's
+    alternatives combine its pieces' own. A blank line gives an empty record.
 
-    Record: {"id", "tokens", "tags", "spans": [{"start", "end", "label", "text"}]} (end exclusive;
-    no spans for per-token labels such as POS). "id" is the line number, or the "id" field of a
-    JSON Lines input. With --n-best, "n_best" lists the best whole-sentence alternatives.
+    Record: {"id", "tokens", "tags", "spans": [{"start", "end", "label", "text", "char_start",
+    "char_end"}]}: start/end count tokens, char_start/char_end characters of the input line (after
+    decoding, without its line ending), both end exclusive, and "text" is
+    line[char_start:char_end], as written (no spans for per-token labels such as POS). "id" is
+    the line number, or the "id" field of a JSON Lines input. With --tokens, "token_offsets":
+    [[char_start, char_end], ...] beside "tokens"; with --n-best, "n_best" lists the best
+    whole-sentence alternatives.
     """
     from dlcli import api
-    from dlcli.cli._io import JsonlWriter, open_input
+    from dlcli.cli._io import stream_predictions
     from dlcli.errors import RecipeError
 
     if output_format not in ("jsonl", "conll", "text"):
         raise RecipeError(f"--format: {output_format!r} is not jsonl, conll or text")
-    if input_format not in ("text", "jsonl"):
-        raise RecipeError(f"--input-format: {input_format!r} is not text or jsonl")
     model, input = _split_arguments(list(args or []), model)
     loaded = api.load_model(model, device)
     api.expect_task(loaded, "tag", "dlcli tag")
@@ -65,18 +85,12 @@ def tag_command(
         if tag_scheme not in ("bio", "iob1", "bioes", "bmes") or loaded.task.scheme == "none":
             raise RecipeError(f"--tag-scheme: cannot write {loaded.task.scheme} tags as {tag_scheme!r}",
                               "choose bio, iob1, bioes or bmes, for a model with span tags")
-    writer = JsonlWriter()
-    render = _renderer(output_format, loaded.task)
-    with open_input(input) as (stream, source):
-        chunks = api.text_chunks(stream, source, input_format, encoding, 2048)
-        for records in api.predict(loaded, chunks, batch_size=batch_size, n_best=n_best):
-            if tag_scheme is not None:
-                _retag(records, loaded.task.scheme, tag_scheme)
-            if render is None:
-                writer.write(records)
-            else:
-                writer.stream.write("".join(render(r) for r in records).encode("utf-8"))
-                writer.stream.flush()
+    scheme = loaded.task.scheme
+    stream_predictions(loaded, input, {"batch_size": batch_size, "n_best": n_best, "tokenize": tokenize,
+                                          "token_offsets": tokens or None}, input_format=input_format,
+                       encoding=encoding, on_error=on_error, threads=threads, quiet=quiet,
+                       render=_renderer(output_format, loaded.task),
+                       transform=None if tag_scheme is None else lambda records: _retag(records, scheme, tag_scheme))
 
 
 def _split_arguments(args: list[str], model: str | None) -> tuple[str, str]:
@@ -107,6 +121,8 @@ def _retag(records: list[dict], source: str, target: str) -> None:
     from dlcli.text.tagging import convert_scheme
 
     for record in records:
+        if "error" in record:
+            continue
         record["tags"] = convert_scheme(record["tags"], source, target)
         for alternative in record.get("n_best", ()):
             alternative["tags"] = convert_scheme(alternative["tags"], source, target)

@@ -11,7 +11,7 @@ EXAMPLES = """Examples:
 
   dlcli train recipes/quickstart.yaml --out runs/quickstart.pt
 
-  DLCLI_DATA_DIR=../shared/datasets dlcli train classify/textcnn_trec --set train.epochs=5
+  DLCLI_DATA_DIR=../shared/datasets dlcli train classify/textcnn_trec --set train.epochs=5 --overwrite
 
   torchrun --nproc-per-node 2 -m dlcli train recipes/classify/textcnn_mr.yaml --device cpu
 """
@@ -30,12 +30,23 @@ def train_command(
                                  "[default: $DLCLI_DATA_DIR, else ./data]."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the train state saved next "
                                 "to --out (after Ctrl-C, or to train more epochs)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start a new run over an earlier run's "
+                                   "files at --out. The earlier model stays at --out until the new run "
+                                   "finishes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ):
     """Train a model from a YAML recipe and write one self-describing checkpoint.
 
     Prints a JSON summary on stdout: {"checkpoint", "metric", "best", "best_step", "steps", "epochs"}.
     Ctrl-C saves a resumable state and exits 130; continue with --resume.
+
+    What is at --out is never lost by accident. A new run refuses (exit 2) to start where an earlier
+    one left a model, metrics log or train state, unless given --resume (continue that run) or
+    --overwrite (replace it). With --overwrite the earlier model stays at --out until the new run
+    finishes: meanwhile the new run keeps its best model in <out stem>.partial.pt, and Ctrl-C, an error
+    or a crash leave the earlier model in place (--resume continues the new run). --out must name a
+    regular file (not a directory, device or FIFO). One run at a time writes an --out: a second one
+    fails at once (exit 1), naming the first.
     """
     from dlcli import api
     from dlcli.cli._io import console, write_json
@@ -43,6 +54,6 @@ def train_command(
 
     path = resolve_recipe(recipe)
     summary = api.train(path, overrides=overrides, out=out, device=device, data_dir=data_dir,
-                        resume=resume, console=console(quiet))
+                        resume=resume, overwrite=overwrite, console=console(quiet))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary from rank 0
-        write_json(summary)
+        write_json(summary)  # valid UTF-8 even for a file name that is not (files.safe_json)

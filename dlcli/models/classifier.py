@@ -12,6 +12,7 @@ class ClassifierDefaults:
     output_activation = "softmax"  # "sigmoid": one independent probability per label (fastText's ova)
     bag_input = False  # True: forward_bags(flat ids, offsets) scores unpadded bags (FastText)
     word_attention = False  # True: attention(ids, mask) gives each token's weight (attn_lstm)
+    max_tokens: int | None = None  # the most tokens the model reads at once (a transformer's positions)
 
     def fit_labels(self, counts: list[int]) -> None:
         """Told the training label frequencies before training (hierarchical softmax builds its tree)."""

@@ -16,6 +16,7 @@ from dlcli.nn.hsoftmax import log_probs
 from dlcli.nn.huffman import huffman_paths
 
 LOSSES = ("softmax", "hs", "ova")  # the losses `scores` implements
+BLOCK = 8192  # ids gathered at once: a (BLOCK, H) block, however long a bag is
 OPTIONS = ("embedding_dim", "loss")  # FastText's kwargs it honours (embedding_dim is the table's width)
 
 
@@ -62,7 +63,9 @@ class FastTextScorer:
             if len(bag):
                 # mode "clip" skips the bounds check (half the time); ids come from the checkpoint's own
                 # vocabulary, whose size the table matches (checked when loading)
-                np.add.reduce(take(bag, 0, mode="clip"), 0, out=row)
+                np.add.reduce(take(bag[:BLOCK], 0, mode="clip"), 0, out=row)
+                for start in range(BLOCK, len(bag), BLOCK):  # a long bag in blocks: memory stays flat
+                    row += np.add.reduce(take(bag[start : start + BLOCK], 0, mode="clip"), 0)
                 row /= len(bag)
         return self._output(hidden)
 

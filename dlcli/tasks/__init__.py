@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from dlcli.errors import RecipeError
-from dlcli.recipe import data_path
+from dlcli.recipe import bounded, data_path
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class DataSection:
 class PredictSection:
     """The `predict:` keys every task has: inference defaults stored in the checkpoint."""
 
-    batch_size: int = 256
+    batch_size: int = bounded(256, ge=1)
 
 
 class Task(Protocol):
@@ -138,3 +138,21 @@ class Task(Protocol):
         `options`: the checkpoint's `predict` section overridden by the caller's options."""
         ...
 
+
+
+def unseen_labels_note(known, dev_labels, source: str, what: str = "labels") -> str | None:
+    """A note naming the dev set's labels that training never saw (the model cannot predict them,
+    so every one counts as an error), or None when there are none."""
+    known = set(known)
+    counts: dict[str, int] = {}
+    for labels in dev_labels:
+        for label in labels:
+            if label not in known:
+                counts[label] = counts.get(label, 0) + 1
+    if not counts:
+        return None
+    names = sorted(counts, key=lambda x: (-counts[x], x))
+    shown = ", ".join(f"{name!r} ({counts[name]:,})" for name in names[:10])
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return (f"{source}: {what} never seen in training: {shown}{more}; the model cannot predict them, "
+            "so they count as errors")

@@ -16,15 +16,20 @@ from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
 from dlcli.metrics import classification_report, multilabel_report
 from dlcli.models.classifier import ClassifierDefaults
-from dlcli.recipe import choice
-from dlcli.tasks import PredictSection, Task
-from dlcli.tasks.classify_output import check_classify_options, prediction_records
+from dlcli.recipe import bounded, choice
+from dlcli.tasks import PredictSection, Task, unseen_labels_note
+from dlcli.tasks.classify_output import check_classify_options, explained, model_texts, note_cuts, prediction_records
 from dlcli.tasks.word_vectors import WordVectorsData, extended, init_word_vectors
 from dlcli.text import vocabularies
-from dlcli.text.batching import bucket_batches, concatenate, pad, shuffled_batches
+from dlcli.text.batching import bucket_batches, concatenate, pad, shuffled_batches, split_pieces, token_capped
 from dlcli.text.readers import Record, read_labelled
+from dlcli.text.tokenize import MODES
 
 EVAL_BATCH = 256
+# Ids scored at once by a model that reads a sequence (all but bag models): a longer text is scored
+# in pieces whose probabilities are averaged, so memory stays flat however long a line is.
+MAX_PIECE = 2048
+MAX_BATCH_TOKENS = 32_768  # ids (padding included) per forward pass when scoring
 FORMATS = ("tsv", "csv", "jsonl", "fasttext")
 
 
@@ -37,13 +42,16 @@ class ClassifyData(WordVectorsData):
     text_field: str = "text"  # jsonl
     label_field: str = "label"
     multi_label: bool = False
-    max_length: int | None = None  # longer texts are truncated
+    max_length: int | None = bounded(None, ge=1)  # longer texts are truncated (records say so: "truncated")
 
 
 @dataclass(frozen=True)
 class ClassifyPredict(PredictSection):
-    top_k: int = 1
-    threshold: float | None = None
+    top_k: int = bounded(1, ge=1)
+    threshold: float | None = bounded(None, ge=0, le=1)
+    # auto: raw text, tokenized as the training text was (see classify_output); whitespace: the
+    # text as given, already tokenized. Checkpoints from before the key predict with the default.
+    tokenize: str = choice("auto", MODES)
 
 
 class ClassifyTask(Task):
@@ -99,6 +107,8 @@ class ClassifyTask(Task):
         task.splits["train"] = task._encode_records(train)
         if dev:
             task.splits["dev"] = (task.encode([r.text for r in dev]), dev)
+            unseen = unseen_labels_note(labels, (r.labels for r in dev), str(cfg.dev))
+            task.notes += [unseen] if unseen else []
         return task
 
     @classmethod
@@ -140,10 +150,12 @@ class ClassifyTask(Task):
     # ------------------------------------------------------------ encoding
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        ids = self.vocab.encode_batch(texts)
-        if self.max_length:
-            ids = [x[: self.max_length] for x in ids]
-        return ids
+        return self.truncated(self.vocab.encode_batch(texts))
+
+    def truncated(self, ids: list) -> list:
+        """`ids` cut to data.max_length, if the recipe set one."""
+        m = self.max_length
+        return [x if len(x) <= m else x[:m] for x in ids] if m else ids
 
     def _encode_records(self, records: list[Record]):
         ids = self.encode([r.text for r in records])
@@ -217,10 +229,36 @@ class ClassifyTask(Task):
 
     @torch.inference_mode()
     def scores(self, model, ids: list[list[int]], batch_size: int = EVAL_BATCH) -> torch.Tensor:
-        """(N, C) probabilities in input order; batches are formed from similar lengths."""
+        """(N, C) probabilities in input order. A text longer than `piece_length(model)` is scored
+        in pieces (see split_pieces) whose probabilities are averaged, weighted by their lengths."""
+        pieces, owners = split_pieces(ids, self.piece_length(model))
+        probs = self._piece_scores(model, pieces, batch_size)
+        if len(pieces) == len(ids):
+            return probs
+        owner = torch.tensor(owners)
+        weights = torch.tensor([max(1, len(x)) for x in pieces], dtype=torch.float32)
+        totals = torch.zeros(len(ids)).index_add_(0, owner, weights)
+        summed = torch.zeros(len(ids), probs.shape[1]).index_add_(0, owner, probs * weights[:, None])
+        out = torch.empty(len(ids), probs.shape[1])
+        first = torch.ones(len(owners), dtype=torch.bool)
+        first[1:] = owner[1:] != owner[:-1]
+        out[owner[first]] = probs[first]  # a text of one piece keeps its probabilities exactly
+        cut = torch.bincount(owner, minlength=len(ids)) > 1
+        out[cut] = summed[cut] / totals[cut, None]
+        return out
+
+    def piece_length(self, model: ClassifierDefaults) -> int | None:
+        """The most ids scored at once: any number for a bag model (its mean takes no memory per
+        id), else MAX_PIECE, or fewer where the model reads fewer (a transformer's positions)."""
+        if model.bag_input:
+            return None
+        return min(MAX_PIECE, model.max_tokens or MAX_PIECE)
+
+    def _piece_scores(self, model, ids: list, batch_size: int) -> torch.Tensor:
         device = next(model.parameters()).device
         out = torch.empty(len(ids), len(self.labels))
-        for batch in bucket_batches([len(x) for x in ids], batch_size):
+        lengths = [len(x) for x in ids]
+        for batch in token_capped(bucket_batches(lengths, batch_size), lengths, MAX_BATCH_TOKENS):
             if model.bag_input:  # a bag-of-features model takes the ids unpadded
                 flat, offsets = concatenate([ids[i] for i in batch])
                 logits = model.forward_bags(flat.to(device), offsets.to(device)).float()
@@ -236,16 +274,17 @@ class ClassifyTask(Task):
 
     def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:
         """Records {"id", "label", "score", "top_k"} (see prediction_records); with the `explain`
-        option, "attention": each token's weight."""
-        batch_size = options.get("batch_size", EVAL_BATCH)
-        encoded = self.encode(texts)
+        option, "attention": each token's weight and place in the text (see classify_output.explained)."""
+        batch_size, mode = options.get("batch_size", EVAL_BATCH), options.get("tokenize", "auto")
+        full = self.vocab.encode_batch(model_texts(self.vocab, texts, mode))
+        encoded = self.truncated(full)
         probs = self.scores(model, encoded, batch_size).numpy()
         records = prediction_records(ids, probs, self.labels, self.multi_label, options.get("top_k", 1),
                                      options.get("threshold"))
+        note_cuts(records, full, encoded, self.piece_length(model))
         if options.get("explain"):
             for rec, text, weights in zip(records, texts, self.attention(model, encoded, batch_size)):
-                tokens = self.vocab.tokenize(text)[: len(weights)]
-                rec["attention"] = [{"token": t, "weight": round(w, 6)} for t, w in zip(tokens, weights)]
+                rec["attention"] = explained(self.vocab, text, mode, weights)
         return records
 
     @torch.inference_mode()
@@ -255,12 +294,18 @@ class ClassifyTask(Task):
             raise DataError("--explain needs a model with word-level attention (attn_lstm), "
                             f"not {type(model).__name__}")
         device = next(model.parameters()).device
+        pieces, owners = split_pieces(ids, self.piece_length(model))
         out: list[list[float]] = [[] for _ in ids]
-        for batch in bucket_batches([len(x) for x in ids], batch_size):
-            tokens, mask = pad([ids[i] for i in batch], self.vocab.pad_id, self.min_length)
+        lengths = [len(x) for x in pieces]
+        by_piece: list[list[float]] = [[] for _ in pieces]
+        for batch in token_capped(bucket_batches(lengths, batch_size), lengths, MAX_BATCH_TOKENS):
+            tokens, mask = pad([pieces[i] for i in batch], self.vocab.pad_id, self.min_length)
             weights = model.attention(tokens.to(device), mask.to(device)).float().cpu().tolist()
             for i, row in zip(batch, weights):
-                out[i] = row[: len(ids[i])]
+                by_piece[i] = row[: lengths[i]]
+        for piece, owner, row in zip(pieces, owners, by_piece):
+            share = len(piece) / max(1, len(ids[owner]))  # a piece's weights sum to its share of the text
+            out[owner].extend(row if share == 1 else [w * share for w in row])
         return out
 
     def evaluate(self, model, records: list[Record] | None = None, options: dict | None = None) -> dict:

@@ -16,12 +16,12 @@ for O-Net, 1 / 0.5 for the others.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
-from dlcli.recipe import checkpoint_ref, choice, data_path
+from dlcli.recipe import bounded, checkpoint_ref, choice, data_path
 from dlcli.tasks import DataSection, PredictSection, Task
 
 CROP_SIZE = 160
@@ -30,6 +30,9 @@ LOSS_WEIGHTS = {"pnet": (1.0, 0.5, 0.0), "rnet": (1.0, 0.5, 0.0), "onet": (1.0, 
 OHEM_KEEP = 0.7
 FORMATS = ("crops", "jsonl", "wider")
 EVAL_BATCH = 1024
+# Images are scaled down to this longer side before detection (`--max-side`; 0: never). Memory grows
+# with the pixels detected on: a 4096 x 4096 image is about one batch's worth (mtcnn.BATCH_PIXELS).
+MAX_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,10 @@ class FaceData(DataSection):
     stage: str | None = choice(None, tuple(STAGES))  # the net this recipe trains
     init: str | None = checkpoint_ref()  # the detector (checkpoint or shipped name) whose nets this run starts from
     extra_train: list[str] = data_path(default_factory=list)  # more crop lists, resized to the stage's input
-    recrop: int = 0  # windows tried around the face of each crop at least twice the stage's size
+    recrop: int = bounded(0, ge=0)  # windows tried around the face of each crop at least twice the stage's size
     backgrounds: str | None = data_path()  # a folder of face-free photos: random negative crops from each
-    background_negatives: int = 30  # crops per background photo
-    dev_fraction: float = 0.0  # without data.dev: hold out this share of the training samples
+    background_negatives: int = bounded(30, ge=0)  # crops per background photo
+    dev_fraction: float = bounded(0.0, ge=0, lt=1)  # without data.dev: hold out this share of the training samples
     augment: bool = True  # random mirror images and colour jitter while training
     cache_dir: str | None = None  # samples made from annotated photos; default ~/.cache/dlcli/samples
 
@@ -51,11 +54,11 @@ class FacePredict(PredictSection):
     """Inference defaults. dlcli's own nets were trained on black-padded crops ("pad"); converted
     original weights look at crops crossing the image border as facenet-pytorch does ("stretch")."""
 
-    batch_size: int = 8  # images read and detected together
-    min_face: float = 20
-    thresholds: list[float] = field(default_factory=lambda: [0.6, 0.7, 0.7])
-    factor: float = 0.709
-    nms: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.7, 0.7])
+    batch_size: int = bounded(8, ge=1)  # images read and detected together
+    min_face: float = bounded(20, gt=0)
+    thresholds: list[float] = bounded(default_factory=lambda: [0.6, 0.7, 0.7], ge=0, le=1)
+    factor: float = bounded(0.709, gt=0, lt=1)
+    nms: list[float] = bounded(default_factory=lambda: [0.5, 0.7, 0.7, 0.7], ge=0, le=1)
     border: str = choice("pad", ("pad", "stretch"))
 
 
@@ -195,10 +198,16 @@ class DetectFacesTask(Task):
 
     def check_options(self, options: dict) -> None:
         if not 0 < options["factor"] < 1:
-            raise RecipeError(f"--factor: {options['factor']} is not between 0 and 1")
+            raise RecipeError(f"--factor: {options['factor']} is not between 0 and 1",
+                              "0.709 is the usual step; larger is slower and finds a few more faces")
         thresholds = options["thresholds"]
         if len(thresholds) != 3 or not all(0 <= v <= 1 for v in thresholds):
-            raise RecipeError(f"--thresholds: {thresholds} is not three numbers between 0 and 1, e.g. 0.6,0.7,0.7")
+            raise RecipeError(f"--thresholds: {thresholds} is not three numbers between 0 and 1",
+                              "give one per net, P-Net, R-Net and O-Net, e.g. 0.6,0.7,0.7")
+        max_side = options.get("max_side", MAX_SIDE)
+        if isinstance(max_side, bool) or not isinstance(max_side, int) or not (max_side == 0 or max_side >= 12):
+            raise RecipeError(f"--max-side: {max_side!r} is not a whole number of pixels of at least 12, or 0",
+                              f"0 detects at full size; the default, {MAX_SIDE}, bounds the memory a big image takes")
 
     def detect_options(self, options: dict) -> dict:
         """model.detect's keyword arguments from resolved options."""
@@ -212,29 +221,31 @@ class DetectFacesTask(Task):
         `draw_dir` and `crop_dir` (with `crop_size`) also write pictures of what was found."""
         records = self._detect_batch(model, paths, options)
         draw_dir, crop_dir = options.get("draw_dir"), options.get("crop_dir")
-        for record, decoded in records:
-            if decoded is not None and (draw_dir or crop_dir):
-                _write_pictures(record, decoded, draw_dir, crop_dir, options.get("crop_size", CROP_SIZE))
+        for record, photo in records:
+            if photo is not None and (draw_dir or crop_dir):
+                _write_pictures(record, photo, draw_dir, crop_dir, options.get("crop_size", CROP_SIZE))
         return [record for record, _ in records]
 
     def _detect_batch(self, model, paths: list[str], options: dict) -> list[tuple[dict, object]]:
-        from dlcli.vision.images import load_image
+        """Option `max_side` (default MAX_SIDE, 0: none): images whose longer side is larger are
+        scaled down to it for detection; boxes and landmarks are mapped back to the file's pixels."""
+        from dlcli.vision.images import load_photo
 
         decoded = []
         for path in paths:
             try:
-                decoded.append(load_image(path))
+                decoded.append(load_photo(path, options.get("max_side", MAX_SIDE)))
             except DataError as exc:
                 decoded.append(exc)
-        good = [image for image in decoded if not isinstance(image, DataError)]
+        good = [photo.pixels for photo in decoded if not isinstance(photo, DataError)]
         found = iter(model.detect(good, **self.detect_options(options)))
         out = []
-        for path, image in zip(paths, decoded):
-            if isinstance(image, DataError):
-                out.append(({"image": path, "error": image.message}, None))
+        for path, photo in zip(paths, decoded):
+            if isinstance(photo, DataError):
+                out.append(({"image": path, "error": photo.message}, None))
                 continue
-            faces = [_face_record(face) for face in next(found)]
-            out.append(({"image": path, "width": image.shape[1], "height": image.shape[0], "faces": faces}, image))
+            faces = [_face_record(face, *photo.scale) for face in next(found)]
+            out.append(({"image": path, "width": photo.width, "height": photo.height, "faces": faces}, photo))
         return out
 
 
@@ -242,15 +253,20 @@ def _defaults(section: type) -> dict:
     return dataclasses.asdict(section())
 
 
-def _face_record(face: dict) -> dict:
-    return {"box": [round(v, 2) for v in face["box"]], "score": round(face["score"], 6),
-            "landmarks": [[round(x, 2), round(y, 2)] for x, y in face["landmarks"]]}
+def _face_record(face: dict, sx: float = 1.0, sy: float = 1.0) -> dict:
+    """A face as its record holds it; (sx, sy): file pixels per pixel of the image detected on."""
+    x1, y1, x2, y2 = face["box"]
+    return {"box": [round(x1 * sx, 2), round(y1 * sy, 2), round(x2 * sx, 2), round(y2 * sy, 2)],
+            "score": round(face["score"], 6),
+            "landmarks": [[round(x * sx, 2), round(y * sy, 2)] for x, y in face["landmarks"]]}
 
 
-def _write_pictures(record: dict, image, draw_dir: Path | None, crop_dir: Path | None, crop_size: int) -> None:
-    """<stem>.png with boxes drawn into draw_dir; <stem>_<i>.png square face crops into crop_dir."""
-    from dlcli.vision.images import draw_faces, face_crop, to_pil
+def _write_pictures(record: dict, photo, draw_dir: Path | None, crop_dir: Path | None, crop_size: int) -> None:
+    """<stem>.png with boxes drawn into draw_dir; <stem>_<i>.png square face crops into crop_dir,
+    from the image at its full size (decoded again if it was scaled down for detection)."""
+    from dlcli.vision.images import draw_faces, face_crop, load_image, to_pil
 
+    image = photo.pixels if photo.scale == (1.0, 1.0) else load_image(record["image"])
     picture, stem = to_pil(image), Path(record["image"]).stem
     if draw_dir:
         draw_dir.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import torch
 
 from dlcli.errors import DataError, RecipeError
 from dlcli.models.embedding import EmbeddingDefaults
-from dlcli.recipe import choice
+from dlcli.recipe import bounded, choice
 from dlcli.steps import KERNEL_STEPS
 from dlcli.tasks import DataSection, PredictSection, Task
 from dlcli.text import embedding_eval as ev
@@ -46,8 +46,8 @@ class EmbedData(DataSection):
 
 @dataclass(frozen=True)
 class EmbedPredict(PredictSection):
-    top_k: int = 10  # neighbours and analogy answers listed
-    restrict: int | None = None  # search only the most frequent words (and score analogies over them)
+    top_k: int = bounded(10, ge=1)  # neighbours and analogy answers listed
+    restrict: int | None = bounded(None, ge=1)  # search only the most frequent words (and score analogies over them)
 
 
 @dataclass

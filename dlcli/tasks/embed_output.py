@@ -8,6 +8,7 @@ import numpy as np
 from dlcli.text import embedding_eval as ev
 
 DIGITS = 6  # decimals of printed vectors and scores
+BLOCK = 8192  # rows gathered at once for a line's mean vector
 
 
 def predict_records(vocab, vectors: np.ndarray, ids: list, texts: list[str], options: dict) -> list[dict]:
@@ -27,13 +28,24 @@ def predict_records(vocab, vectors: np.ndarray, ids: list, texts: list[str], opt
             continue
         record = {"id": id_, "text": text, "unknown": unknown}
         known = [r for r in rows if r != vocab.unk_id]
-        mean = vectors[known].mean(0) if known else None
+        mean = _mean(vectors, known) if known else None
         if options.get("neighbors"):
             record["neighbors"] = [] if mean is None else _nearest(vocab, vectors[:limit], mean, set(known), k)
         else:
             record["vector"] = None if mean is None else _rounded(mean)
         records.append(record)
     return records
+
+
+def _mean(vectors: np.ndarray, rows: list[int]) -> np.ndarray:
+    """The mean of vectors[rows]; a long line's rows are gathered in blocks, so that memory stays
+    flat however many words it has (a line of a million words would gather gigabytes at once)."""
+    if len(rows) <= BLOCK:
+        return vectors[rows].mean(0)
+    total = np.zeros(vectors.shape[1], dtype=np.float64)
+    for start in range(0, len(rows), BLOCK):
+        total += vectors[rows[start : start + BLOCK]].sum(0, dtype=np.float64)
+    return (total / len(rows)).astype(vectors.dtype)
 
 
 def _word_record(id_, token: str, row: int, vectors: np.ndarray) -> dict:

@@ -1,31 +1,42 @@
 """Sequence labelling: tagged sentences -> batches -> loss, tag predictions, spans and metrics.
 
-Tokens are either words (English; raw input split on whitespace) or characters (Chinese; every
-non-space character of the raw input), decided from the training data and kept in the
-checkpoint. Sentences longer than `data.max_length` are cut into pieces (after punctuation where
-possible) that are tagged separately and joined again, so no token is ever dropped.
+Tokens are either words (English; raw input tokenized as the training data was, see
+dlcli/text/tokenize.py, or split on whitespace) or characters (Chinese; every non-space character
+of the raw input), decided from the training data and kept in the checkpoint. Predictions carry
+each token's character offsets in the input line. Sentences longer than `data.max_length` are
+cut into pieces (after punctuation where possible) that are tagged separately and joined again,
+so no token is ever dropped.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 
 import torch
 
 from dlcli.errors import DataError, RecipeError
 from dlcli.metrics import tagging_report
 from dlcli.models.tagger import TaggerInputs
-from dlcli.recipe import choice
-from dlcli.tasks import Task
+from dlcli.recipe import bounded, choice
+from dlcli.tasks import PredictSection, Task, unseen_labels_note
 from dlcli.tasks.word_vectors import WordVectorsData, extended, init_word_vectors
 from dlcli.text import vocabularies
-from dlcli.text.batching import bucket_batches, pad
+from dlcli.text.batching import bucket_batches, pad, token_capped
 from dlcli.text.tagging import SCHEMES, Sentence, convert_scheme, ill_formed, read_tagged, spans, split_long, split_tag
+from dlcli.text.tokenize import MODES, characters, check_mode, token_spans
 from dlcli.text.vocab import PAD, UNK, TokenVocab, _ranked
 
 EVAL_BATCH = 128
+# Tokens tagged at once when the checkpoint sets no data.max_length: longer than the sentences
+# taggers are trained on (CoNLL-2003's longest is 124 tokens), short enough that a batch of pieces
+# stays small however long a line is.
+DEFAULT_MAX_LENGTH = 256
+MAX_BATCH_TOKENS = 16_384  # tokens (padding included) per forward pass when tagging: bounds its memory
+GROUP_TOKENS = 65_536  # tokens encoded at once when tagging (a chunk of ordinary lines is one group)
 END = "</s>"  # the right neighbour of the last token, for bigram features
 
 
@@ -39,14 +50,23 @@ class TagData(WordVectorsData):
     tag_scheme: str = choice("bio", SCHEMES)  # the files' scheme; none: per-token labels
     train_scheme: str | None = choice(None, SCHEMES)  # re-tag to this scheme for training, e.g. iob1 -> bioes
     bigrams: bool = False  # add each token's bigram with its right neighbour as a feature
-    feature_min_freq: int = 1
-    max_length: int | None = None  # longer sentences are cut into pieces (after punctuation where possible)
+    feature_min_freq: int = bounded(1, ge=1)
+    # longer sentences are cut into pieces (after punctuation where possible)
+    max_length: int | None = bounded(None, ge=1)
+
+
+@dataclass(frozen=True)
+class TagPredict(PredictSection):
+    # auto: raw text, tokenized as the training data was (dlcli/text/tokenize.py); whitespace:
+    # already tokenized. Checkpoints from before the key predict with the default.
+    tokenize: str = choice("auto", MODES)
 
 
 class TagTask(Task):
     command = "dlcli tag"
     name = "tag"
     data_section = TagData
+    predict_section = TagPredict
     metrics = {"f1": True, "precision": True, "recall": True, "accuracy": True}
     model_positional = 4  # vocab_size, num_tags, pad_id, TaggerInputs
 
@@ -67,6 +87,11 @@ class TagTask(Task):
         self.notes: list[str] = []  # data problems worth telling the user, not fatal
         self.vectors: TagData | None = None  # the data section, when it names pretrained vectors
         self.splits: dict[str, tuple[list[dict], list[Sentence]]] = {}
+
+    @property
+    def piece_length(self) -> int:
+        """The most tokens tagged at once: data.max_length, else DEFAULT_MAX_LENGTH."""
+        return self.max_length or DEFAULT_MAX_LENGTH
 
     @property
     def is_segmenter(self) -> bool:
@@ -133,6 +158,8 @@ class TagTask(Task):
         task.splits["train"] = task._encode_split(train)
         if dev:
             task.notes += _ill_formed_notes(dev, scheme, cfg.dev)
+            unseen = unseen_labels_note(tags, (s.tags for s in dev), str(cfg.dev), "tags")
+            task.notes += [unseen] if unseen else []
             task.splits["dev"] = (task.encode([s.tokens for s in dev], [s.features for s in dev]), dev)
         return task
 
@@ -169,20 +196,27 @@ class TagTask(Task):
 
     # ------------------------------------------------------------ encoding
 
-    def tokenize(self, text: str) -> list[str]:
-        return [c for c in text if not c.isspace()] if self.level == "char" else text.split()
+    def token_spans(self, text: str, mode: str = "auto") -> list[tuple[int, int]]:
+        """(start, end) offsets in `text` of its tokens: every non-space character for a character-level
+        model; for a word-level one, the raw-text tokenizer (mode auto; a chunk the vocabulary knows
+        whole, such as `Corp.`, stays whole) or the whitespace-separated tokens (mode whitespace)."""
+        if self.level == "char":
+            return characters(text)
+        index, lower = self.vocab.index, self.vocab.lowercase
+        return token_spans(text, mode, lambda chunk: (chunk.lower() if lower else chunk) in index)
 
-    def encode(self, sentences: list[list[str]], features: list[list[list[str]]] | None = None,
-               split: bool = True) -> list[dict]:
-        """Each sentence's pieces (see split_long; one piece each without `split`) as id lists."""
-        out = []
+    def encode(self, sentences: list[list[str]], features: list[list[list[str]]] | None = None) -> list[dict]:
+        """Each sentence's pieces of at most `piece_length` tokens (see split_long) as id lists."""
+        return list(self._pieces(sentences, features))
+
+    def _pieces(self, sentences: list[list[str]], features: list[list[list[str]]] | None = None) -> Iterator[dict]:
         for n, tokens in enumerate(sentences):
             cols = list(features[n]) if features else []
-            if self.bigrams:
-                cols.append(_bigrams(tokens))
-            for start, end in split_long(len(tokens), self.max_length if split else None, tokens):
-                out.append(self._encode_piece(tokens[start:end], [c[start:end] for c in cols], n, start))
-        return out
+            for start, end in split_long(len(tokens), self.piece_length, tokens):
+                piece_cols = [c[start:end] for c in cols]
+                if self.bigrams:  # the last token's right neighbour is the next piece's first token
+                    piece_cols.append(_bigrams(tokens[start:end], tokens[end] if end < len(tokens) else END))
+                yield self._encode_piece(tokens[start:end], piece_cols, n, start)
 
     def _encode_piece(self, tokens: list[str], cols: list[list[str]], sentence: int, start: int) -> dict:
         lower, get, unk = self.vocab.lowercase, self.vocab.index.get, self.vocab.unk_id
@@ -238,7 +272,8 @@ class TagTask(Task):
         """(indices into pieces, tag scores (B, T, K), mask) per batch of similar lengths; empty
         pieces are left out (they get no tags)."""
         device = next(model.parameters()).device
-        for batch_ids in bucket_batches([len(p["ids"]) for p in pieces], batch_size):
+        lengths = [len(p["ids"]) for p in pieces]
+        for batch_ids in token_capped(bucket_batches(lengths, batch_size), lengths, MAX_BATCH_TOKENS):
             chosen = [i for i in batch_ids if pieces[i]["ids"]]
             if chosen:
                 batch = {k: v.to(device) for k, v in self._batch([pieces[i] for i in chosen]).items()}
@@ -254,30 +289,53 @@ class TagTask(Task):
 
     def tag_sentences(self, model, sentences: list[list[str]], features=None,
                       batch_size: int = EVAL_BATCH) -> list[list[str]]:
-        """Tags per sentence; long sentences are tagged in pieces and joined back."""
-        pieces = self.encode(sentences, features)
-        return _joined(pieces, self.tag_pieces(model, pieces, batch_size), len(sentences))
+        """Tags per sentence; long sentences are tagged in pieces and joined back. Pieces are made
+        and tagged about GROUP_TOKENS tokens at a time, so that their ids and features take bounded
+        memory however long a line is."""
+        out: list[list[str]] = [[] for _ in sentences]
+        group: list[dict] = []
+        size = 0
+        for piece in chain(self._pieces(sentences, features), [None]):
+            if piece is not None:
+                group.append(piece)
+                size += len(piece["ids"]) + 1
+            if group and (piece is None or size >= GROUP_TOKENS):
+                for done, tags in zip(group, self.tag_pieces(model, group, batch_size)):
+                    out[done["sentence"]].extend(tags)
+                group, size = [], 0
+        return out
 
     @torch.inference_mode()
     def nbest_sentences(self, model, sentences: list[list[str]], n: int,
                         batch_size: int = EVAL_BATCH) -> list[list[tuple[list[str], float]]]:
         """The n most probable tag sequences per sentence, with their probabilities under the CRF.
-        Sentences are not cut into pieces here: the alternatives are for the sentence as a whole."""
+        A sentence tagged in pieces is scored by its pieces' CRFs together, so its alternatives are
+        the best combinations of the pieces' own (see _combined_nbest) and the first is the one
+        `tag_sentences` gives."""
         if model.crf is None:
             raise DataError("--n-best needs a model with a CRF output layer (bilstm_crf)")
-        pieces = self.encode(sentences, split=False)
-        out: list[list[tuple[list[str], float]]] = [[] for _ in pieces]
+        pieces = self.encode(sentences)
+        per_piece: list[list[tuple[list[str], float]]] = [[] for _ in pieces]
         for chosen, scores, mask in self._scored_batches(model, pieces, batch_size):
             log_z = model.crf.log_partition(scores, mask).tolist()
             for i, paths, z in zip(chosen, model.crf.decode_nbest(scores, mask, n), log_z):
-                out[i] = [([self.labels[k] for k in path], math.exp(score - z)) for path, score in paths]
-        return out
+                per_piece[i] = [([self.labels[k] for k in path], score - z) for path, score in paths]
+        grouped: list[list[list[tuple[list[str], float]]]] = [[] for _ in sentences]
+        for piece, alternatives in zip(pieces, per_piece):
+            grouped[piece["sentence"]].append(alternatives)
+        return [_combined_nbest(alternatives, n) for alternatives in grouped]
+
+    def check_options(self, options: dict) -> None:
+        check_mode(options.get("tokenize", "auto"))
 
     def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:
-        """Records {"id", "tokens", "tags", "spans"}; with the `n_best` option, "n_best": the best
-        whole-sentence alternatives with their probabilities."""
+        """Records {"id", "tokens", "tags", "spans"}, each span with its `char_start` and `char_end` in
+        the text; with the `n_best` option, "n_best": the best whole-sentence alternatives with their
+        probabilities; with `token_offsets`, "token_offsets": [[start, end], ...], one per token."""
         batch_size, n_best = options.get("batch_size", EVAL_BATCH), options.get("n_best")
-        sentences = [self.tokenize(t) for t in texts]
+        mode = options.get("tokenize", "auto")
+        offsets = [self.token_spans(t, mode) for t in texts]
+        sentences = [[t[s:e] for s, e in spans] for t, spans in zip(texts, offsets)]
         if self.extra_columns:
             raise DataError(f"this model reads {self.extra_columns} extra feature column(s) per token",
                             "tag a CoNLL file with `dlcli evaluate`, or train without data.feature_columns")
@@ -288,28 +346,37 @@ class TagTask(Task):
             tags = self.tag_sentences(model, sentences, None, batch_size)
         records = []
         for n, (id_, tokens, sentence_tags) in enumerate(zip(ids, sentences, tags)):
-            record = {"id": id_, "tokens": tokens, "tags": sentence_tags, "spans": self.spans_of(tokens, sentence_tags)}
+            record = {"id": id_, "tokens": tokens, "tags": sentence_tags,
+                      "spans": self.spans_of(texts[n], offsets[n], sentence_tags)}
+            if options.get("token_offsets"):
+                record["token_offsets"] = [list(span) for span in offsets[n]]
             if alternatives is not None:
                 record["n_best"] = [{"tags": t, "probability": round(p, 6)} for t, p in alternatives[n]]
             records.append(record)
         return records
 
-    def spans_of(self, tokens: list[str], tags: list[str]) -> list[dict]:
+    def spans_of(self, text: str, offsets: list[tuple[int, int]], tags: list[str]) -> list[dict]:
+        """Spans over tokens (start, end: token indices, end exclusive) and over `text` (char_start,
+        char_end); "text" is `text[char_start:char_end]`, as written."""
         if self.scheme == "none":
             return []
-        join = "" if self.level == "char" else " "
-        return [{"start": s, "end": e, "label": kind, "text": join.join(tokens[s:e])} for s, e, kind in spans(tags)]
+        out = []
+        for s, e, kind in spans(tags):
+            first, last = offsets[s][0], offsets[e - 1][1]
+            out.append({"start": s, "end": e, "label": kind, "text": text[first:last], "char_start": first,
+                        "char_end": last})
+        return out
 
     def evaluate(self, model, records: list[Sentence] | None = None, options: dict | None = None) -> dict:
         """Span P/R/F1 (conlleval) and token accuracy on the dev split or on `records`."""
         if records is None:
             pieces, records = self.splits["dev"]
+            pred = _joined(pieces, self.tag_pieces(model, pieces), len(records))
         else:
             if records and len(records[0].features) != self.extra_columns:
                 raise DataError(f"the model needs {self.extra_columns} feature column(s); the data has "
                                 f"{len(records[0].features)}", "set --feature-columns as in training")
-            pieces = self.encode([s.tokens for s in records], [s.features for s in records])
-        pred = _joined(pieces, self.tag_pieces(model, pieces), len(records))
+            pred = self.tag_sentences(model, [s.tokens for s in records], [s.features for s in records])
         return tagging_report([s.tags for s in records], pred, with_spans=self.scheme != "none")
 
 
@@ -325,8 +392,33 @@ def _joined(pieces: list[dict], tagged: list[list[str]], n: int) -> list[list[st
     return out
 
 
-def _bigrams(tokens: list[str]) -> list[str]:
-    return [a + b for a, b in zip(tokens, [*tokens[1:], END])]
+def _combined_nbest(pieces: list[list[tuple[list[str], float]]], n: int) -> list[tuple[list[str], float]]:
+    """The n best whole-sentence (tags, probability) from each piece's n best (tags, log-probability).
+    Pieces are tagged independently, so a path's log-probability is the sum of its pieces'; the
+    paths are kept as back-pointers until the end, so the cost stays linear in the sentence length."""
+    if not pieces or any(not alternatives for alternatives in pieces):
+        return []
+    totals = [log_p for _, log_p in pieces[0]]
+    links: list[list[tuple[int, int]]] = []  # per later piece, per kept path: (rank before it, its rank here)
+    for alternatives in pieces[1:]:
+        pairs = sorted(((total + log_p, i, j) for i, total in enumerate(totals)
+                        for j, (_, log_p) in enumerate(alternatives)), key=lambda pair: -pair[0])[:n]
+        totals = [total for total, _, _ in pairs]
+        links.append([(i, j) for _, i, j in pairs])
+    out = []
+    for last, total in enumerate(totals):
+        parts, rank = [], last
+        for alternatives, link in zip(reversed(pieces[1:]), reversed(links)):
+            rank, j = link[rank]
+            parts.append(alternatives[j][0])
+        parts.append(pieces[0][rank][0])
+        out.append(([tag for part in reversed(parts) for tag in part], math.exp(total)))
+    return out
+
+
+def _bigrams(tokens: list[str], after: str = END) -> list[str]:
+    """Each token joined with its right neighbour; `after` is the last one's."""
+    return [a + b for a, b in zip(tokens, [*tokens[1:], after])]
 
 
 def _ill_formed_notes(sentences: list[Sentence], scheme: str, source: str | None) -> list[str]:

@@ -64,3 +64,28 @@ def bucket_batches(
     if generator is not None:
         batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
     return batches
+
+
+def token_capped(batches: list[list[int]], lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """`batches` with each one split where its padded size (items x longest) would pass
+    `max_tokens`, so that a batch of long inputs takes no more memory than one of short ones."""
+    out = []
+    for batch in batches:
+        width = max((lengths[i] for i in batch), default=0)
+        size = max(1, max_tokens // max(1, width))
+        out.extend(batch[i : i + size] for i in range(0, len(batch), size))
+    return out
+
+
+def split_pieces(seqs: list, size: int | None) -> tuple[list, list[int]]:
+    """Sequences longer than `size` cut into the fewest pieces of at most `size` items, of even
+    lengths; (the pieces, the index in `seqs` each one comes from). `size` None cuts nothing."""
+    if size is None or all(len(s) <= size for s in seqs):
+        return list(seqs), list(range(len(seqs)))
+    pieces, owners = [], []
+    for n, s in enumerate(seqs):
+        count = max(1, -(-len(s) // size))
+        bounds = [len(s) * k // count for k in range(count + 1)]
+        pieces.extend(s[a:b] for a, b in zip(bounds, bounds[1:]))
+        owners.extend([n] * count)
+    return pieces, owners

@@ -24,6 +24,14 @@ FASTTEXT_PREFIX = "__label__"
 ENCODING_HINT = "convert the file to UTF-8, or name its encoding with --encoding (data.encoding)"
 
 
+@dataclass(frozen=True, slots=True)
+class BadInput:
+    """An input line that could not be read, kept in its place when errors are skipped
+    (`--on-error skip`): its record becomes {"id", "error": message}."""
+
+    message: str
+
+
 @dataclass(slots=True)
 class Record:
     text: str
@@ -67,7 +75,7 @@ def stream_lines(stream: IO[bytes]) -> Iterator[bytes | None]:
         if not chunk:
             break
         buffer += chunk
-        end = buffer.rfind(b"\n") + 1
+        end = buffer.rfind(b"\n", len(buffer) - len(chunk)) + 1  # only the new bytes: a long line costs linear time
         if end:
             lines = bytes(buffer[:end]).split(b"\n")[:-1]
             del buffer[:end]
@@ -90,11 +98,12 @@ def _pipe_fd(stream: IO[bytes]) -> int | None:
 
 
 def decoded_lines(
-    lines: Iterable[bytes | None], source: str, encoding: str = "utf-8"
-) -> Iterator[tuple[int, str] | None]:
+    lines: Iterable[bytes | None], source: str, encoding: str = "utf-8", skip_errors: bool = False
+) -> Iterator[tuple[int, str | BadInput] | None]:
     """Yield (line number, text without the line ending), decoding each line on its own.
 
-    A None in `lines` (input not ready yet, see stream_lines) is passed through as None.
+    A None in `lines` (input not ready yet, see stream_lines) is passed through as None. A line
+    that does not decode raises a DataError naming it, or with `skip_errors` comes as a BadInput.
     """
     try:
         codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
@@ -111,10 +120,11 @@ def decoded_lines(
             try:
                 text = raw.decode(codec if number == 1 else encoding)
             except UnicodeDecodeError as exc:
-                raise DataError(
-                    f"{source}:{number}: not valid {encoding} text (byte {exc.start + 1} of the line)",
-                    ENCODING_HINT,
-                ) from None
+                message = f"{source}:{number}: not valid {encoding} text (byte {exc.start + 1} of the line)"
+                if skip_errors:
+                    yield number, BadInput(message)
+                    continue
+                raise DataError(message, ENCODING_HINT) from None
             yield number, text.rstrip("\r\n")
     except (OSError, EOFError) as exc:  # e.g. a truncated gzip file
         raise DataError(f"{source}: read failed: {exc}") from None
@@ -232,39 +242,49 @@ _PARSERS = {"tsv": _tsv, "csv": _csv, "jsonl": _jsonl, "fasttext": _fasttext}
 
 def iter_inputs(
     stream: IO[bytes], source: str, input_format: str = "text", encoding: str = "utf-8",
-    text_field: str = "text",
-) -> Iterator[tuple[Any, str] | None]:
+    text_field: str = "text", skip_errors: bool = False,
+) -> Iterator[tuple[Any, str | BadInput] | None]:
     """Prediction input: yield (id, text); text lines get their line number as id. None means
-    that more input is not there yet (see stream_lines)."""
-    for item in decoded_lines(stream_lines(stream), source, encoding):
+    that more input is not there yet (see stream_lines). A line that cannot be read raises a
+    DataError naming it, or with `skip_errors` comes as (line number, BadInput)."""
+    for item in decoded_lines(stream_lines(stream), source, encoding, skip_errors):
         if item is None:
             yield None
             continue
         number, line = item
-        if input_format == "text":
+        if input_format == "text" or isinstance(line, BadInput):
             yield number, line
             continue
         if not line.strip():
             continue
-        obj = parse_json_object(line, source, number)
-        text = obj.get(text_field)
-        if not isinstance(text, str):
-            raise DataError(f"{source}:{number}: field {text_field!r} missing or not a string")
+        try:
+            obj = parse_json_object(line, source, number)
+            text = obj.get(text_field)
+            if not isinstance(text, str):
+                raise DataError(f"{source}:{number}: field {text_field!r} missing or not a string")
+        except DataError as exc:
+            if not skip_errors:
+                raise
+            yield number, BadInput(exc.message)
+            continue
         yield obj.get("id", number), text
 
 
-
-
 def chunked_inputs(stream: IO[bytes], source: str, input_format: str, encoding: str,
-                   chunk: int) -> Iterator[tuple[list, list[str]]]:
+                   chunk: int, skip_errors: bool = False) -> Iterator[tuple[list, list[str | BadInput]]]:
     """(ids, texts) from `iter_inputs` in chunks of `chunk` lines, or fewer whenever the input pauses."""
     ids, texts = [], []
-    for item in iter_inputs(stream, source, input_format, encoding):
-        if item is not None:
-            ids.append(item[0])
-            texts.append(item[1])
-        if texts and (item is None or len(texts) >= chunk):
+    try:
+        for item in iter_inputs(stream, source, input_format, encoding, skip_errors=skip_errors):
+            if item is not None:
+                ids.append(item[0])
+                texts.append(item[1])
+            if texts and (item is None or len(texts) >= chunk):
+                yield ids, texts
+                ids, texts = [], []
+    except DataError:
+        if texts:  # the lines before the bad one are answered before the error stops the run
             yield ids, texts
-            ids, texts = [], []
+        raise
     if texts:
         yield ids, texts

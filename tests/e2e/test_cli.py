@@ -63,7 +63,7 @@ def test_classify_top_k_larger_than_labels_is_capped(cli, trained):
     assert len(record["top_k"]) == len(LABELS)
 
 
-@pytest.mark.parametrize("threshold", [0.0, 0.3, 1.01])
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 1.0])
 def test_classify_threshold_adds_labels(cli, trained, trained_dev, threshold):
     for r in classify(cli, trained, [t for _, t in trained_dev[:6]], "--top-k", "3", "--threshold", str(threshold)):
         assert set(r["labels"]) == {x["label"] for x in r["top_k"] if x["score"] >= threshold}

@@ -51,12 +51,19 @@ def test_missing_recipe(cli, tmp_path):
                  "dlcli recipes list")
 
 
-@pytest.mark.parametrize("args", [["classify"], ["classify", "m.pt", "--top-k", "0"], ["train", "--bogus"],
-                                  ["no-such-command"]])
-def test_usage_errors_exit_2(cli, args):
+@pytest.mark.parametrize("args, message, help_of", [
+    (["classify"], "missing argument 'model'", "dlcli classify"),
+    (["classify", "m.pt", "--top-k", "0"], "invalid value for '--top-k'", "dlcli classify"),
+    (["classify", "m.pt", "--threshold", "abc"], "invalid value for '--threshold'", "dlcli classify"),
+    (["tag", "--batch-size", "0"], "invalid value for '--batch-size'", "dlcli tag"),
+    (["train", "--bogus"], "no such option: --bogus", "dlcli train"),
+    (["no-such-command"], "no such command 'no-such-command'", "dlcli"),
+])
+def test_usage_errors_have_dlcli_format(cli, args, message, help_of):
+    """The command-line library's own errors read like every other: `dlcli: error:` + `hint:`."""
     result = cli(*args)
-    assert result.code == 2 and result.out == ""
-    assert "Usage: dlcli" in result.err and "internal error" not in result.err
+    assert_fails(result, 2, f"dlcli: error: {message}", f"hint: see '{help_of} --help'")
+    assert "Usage:" not in result.err and "internal error" not in result.err
 
 
 def test_fp16_needs_cuda(cli, dataset):
@@ -121,8 +128,11 @@ def test_single_label_training_data(cli, dataset):
 def test_classify_non_utf8_input(cli, trained, tmp_path):
     path = tmp_path / "in.txt"
     path.write_bytes(b"the red cat\nun caf\xe9 tiger\n")
-    assert_fails(cli("classify", trained, path), 1, f"{path}:2: not valid utf-8", "--encoding")
-    assert_fails(cli("classify", trained, stdin=path.read_bytes()), 1, "<stdin>:2:")
+    for result, source in ((cli("classify", trained, path), path), (cli("classify", trained, stdin=path.read_bytes()),
+                                                                    "<stdin>")):
+        assert result.code == 1 and [r["id"] for r in result.records()] == [1]  # the line before it is answered
+        assert f"{source}:2: not valid utf-8" in result.err and "--encoding" in result.err
+        assert "output incomplete: 1 record written before this error" in result.err
     result = cli("classify", trained, path, "--encoding", "latin-1")
     assert_ok(result)
     assert [r["id"] for r in result.records()] == [1, 2]
@@ -130,7 +140,8 @@ def test_classify_non_utf8_input(cli, trained, tmp_path):
 
 def test_classify_malformed_jsonl_input(cli, trained):
     result = cli("classify", trained, "--input-format", "jsonl", stdin=b'{"text": "cat"}\n{"text": \n')
-    assert_fails(result, 1, "<stdin>:2: invalid JSON")
+    assert result.code == 1 and [r["id"] for r in result.records()] == [1]
+    assert "<stdin>:2: invalid JSON" in result.err and "output incomplete" in result.err
 
 
 def test_classify_missing_input_file(cli, trained, tmp_path):

@@ -38,8 +38,9 @@ def test_tag_records_spans_and_blank_lines(cli, ner_model):
     first = records[0]
     assert first["tokens"] == ["alice", "went", "to", "new", "york"]
     assert first["tags"] == ["S-PER", "O", "O", "B-LOC", "E-LOC"]
-    assert first["spans"] == [{"start": 0, "end": 1, "label": "PER", "text": "alice"},
-                              {"start": 3, "end": 5, "label": "LOC", "text": "new york"}]
+    assert first["spans"] == [{"start": 0, "end": 1, "label": "PER", "text": "alice", "char_start": 0, "char_end": 5},
+                              {"start": 3, "end": 5, "label": "LOC", "text": "new york", "char_start": 14,
+                               "char_end": 22}]
     assert records[1] == {"id": 2, "tokens": [], "tags": [], "spans": []}
     assert records[2]["tokens"] == []
     # 7 tokens: tagged as two pieces (max_length 6) and joined back, nothing lost

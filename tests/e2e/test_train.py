@@ -280,7 +280,7 @@ def test_nan_loss_leaves_an_older_checkpoint_untouched(cli, dataset, monkeypatch
     assert_ok(train(cli, dataset.recipe(train={"epochs": 1}), out))
     before = out.read_bytes()
     patch_loss(monkeypatch, nan_after(0))
-    assert_fails(train(cli, dataset.recipe(model=TINY_FASTTEXT, train={"epochs": 1}), out), 1, "nan")
+    assert_fails(train(cli, dataset.recipe(model=TINY_FASTTEXT, train={"epochs": 1}), out, "--overwrite"), 1, "nan")
     assert out.read_bytes() == before
 
 

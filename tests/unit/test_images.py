@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +144,52 @@ def test_pictures_for_people():
     crop = V.face_crop(picture, [70.0, 40.0, 90.0, 70.0], size=32)  # runs off the right and bottom edges
     assert crop.size == (32, 32)
     assert np.asarray(crop)[0, 0].tolist() == [128, 128, 128] and np.asarray(crop)[-1, -1].tolist() == [0, 0, 0]
+
+
+def test_load_photo_scales_down_to_max_side(tmp_path):
+    pixels = np.kron(pattern(30, 40), np.ones((10, 10, 1), np.uint8))  # 300 x 400 of 10 px blocks
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    Image.fromarray(pixels).save(tmp_path / "a.jpg", quality=95)
+    same = V.load_photo(tmp_path / "a.png", max_side=400)
+    assert same.pixels.shape == (300, 400, 3) and same.scale == (1.0, 1.0)
+    small = V.load_photo(tmp_path / "a.png", max_side=100)
+    assert small.pixels.shape == (75, 100, 3) and (small.width, small.height) == (400, 300)
+    assert small.scale == (4.0, 4.0)
+    box = np.asarray(Image.fromarray(pixels).resize((100, 75), Image.Resampling.BOX))
+    assert np.array_equal(small.pixels.numpy(), box)
+    drafted = V.load_photo(tmp_path / "a.jpg", max_side=100)  # decoded at 1/2 size, then area-averaged
+    assert drafted.pixels.shape == (75, 100, 3) and (drafted.width, drafted.height) == (400, 300)
+    assert np.abs(drafted.pixels.numpy().astype(int) - box).mean() < 6
+
+
+def test_load_photo_scales_the_upright_image(tmp_path):
+    pixels = np.zeros((200, 400, 3), np.uint8)  # wide; a white mark in the top-left corner
+    pixels[:40, :40] = 255
+    picture = Image.fromarray(pixels)
+    exif = picture.getexif()
+    exif[0x0112] = 6
+    picture.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    photo = V.load_photo(tmp_path / "rotated.jpg", max_side=100)
+    assert (photo.width, photo.height) == (200, 400) and photo.pixels.shape == (100, 50, 3)
+    assert photo.pixels[2, -3].float().mean() > 200 and photo.pixels[2, 2].float().mean() < 50
+
+
+def test_paths_that_are_no_image_file(tmp_path):
+    os.mkfifo(tmp_path / "fifo.png")  # opening it would wait for a writer forever
+    with pytest.raises(DataError, match="not a regular file"):
+        V.load_image(tmp_path / "fifo.png")
+    with pytest.raises(DataError, match="NUL byte"):
+        V.load_image("a\0b.png")
+    with pytest.raises(DataError, match="cannot open: File name too long"):
+        V.load_image("x" * 5000)
+    odd = os.fsdecode(b"caf\xe9\n.png")
+    with pytest.raises(DataError, match=r"^caf\\xe9\\x0a\.png: image not found"):
+        V.load_image(odd)
+
+
+def test_integral_images_are_running_sums():
+    images = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8).float()
+    sums = V.integral_images(images)
+    assert sums.shape == (2, 6, 8, 3) and sums.dtype == torch.float64
+    expected = F.pad(images.permute(0, 2, 3, 1).double().cumsum(1).cumsum(2), (0, 0, 1, 0, 1, 0))
+    assert torch.equal(sums, expected)

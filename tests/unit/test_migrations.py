@@ -93,6 +93,7 @@ def test_shipped_models_are_format_1_files_read_as_format_2(name):
     content = checkpoint.read(path)
     task = content["task"]
     assert set(content["recipe"]["data"]) <= section_fields(task, "data")  # en-ner predates data.vectors
-    assert set(content["recipe"]["predict"]) == section_fields(task, "predict")
+    # they predate predict.tokenize (tag): a key a file lacks takes its default at prediction time
+    assert set(content["recipe"]["predict"]) <= section_fields(task, "predict")
     loaded = api.load_model(name)
     assert not any(t.is_meta for t in [*loaded.model.parameters(), *loaded.model.buffers()])

@@ -1,0 +1,35 @@
+"""How many CPU threads a prediction command uses (`--threads`), decided without importing torch."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from dlcli.errors import RecipeError
+
+# bench/inference_threads.py measured every shipped model with 1 and 2 threads, on an idle machine
+# and beside another busy process (docs/benchmarks.md, "Threads for prediction"): one thread is
+# never much slower when the machine is idle and far faster when it is not.
+DEFAULT_INFERENCE_THREADS = 1
+
+
+def inference_threads(requested: int | None = None) -> int:
+    """`requested`, else $OMP_NUM_THREADS when it is a positive number, else the measured default."""
+    if requested is not None:
+        if requested < 1:
+            raise RecipeError(f"--threads: {requested} is below 1")
+        return requested
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return DEFAULT_INFERENCE_THREADS
+
+
+def set_inference_threads(requested: int | None = None) -> int:
+    """Apply the thread count to torch when a torch model is in use (a torch-free predictor has no
+    threads to set); returns it."""
+    threads = inference_threads(requested)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    return threads
