@@ -151,7 +151,8 @@ def run_workload(name: str, spec, data_root: Path, work: Path, predict_lines: in
     dl_train, ft_train = statistics.median(dl_times), statistics.median(ft_times)
     dl_acc, ft_acc = statistics.mean(dl_accs), statistics.mean(ft_accs)
 
-    dl_pred, ft_pred = timed_processes([["dlcli", "classify", str(work / "dlcli.pt")],
+    # fastText splits on whitespace, as the model was trained: the same for dlcli (not the raw-text tokenizer)
+    dl_pred, ft_pred = timed_processes([["dlcli", "classify", str(work / "dlcli.pt"), "--tokenize", "whitespace"],
                                         [sys.executable, "-c", FASTTEXT_PREDICT, str(work / "ft.bin")]],
                                        predict_in, repeats)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from dlcli.cli._io import threads_option
+
 EXAMPLES = """Examples:
 
   dlcli evaluate runs/textcnn_trec.pt ../shared/datasets/trec/dev.tsv | jq .accuracy
@@ -33,6 +35,7 @@ def evaluate_command(
     threshold: float = typer.Option(None, "--threshold", help="Decision threshold of a multi-label model."),
     iou: float = typer.Option(None, "--iou", help="Face detectors: detection IoU for `ap` (default 0.5)."),
     device: str = typer.Option("cpu", "--device"),
+    threads: int = threads_option(),
 ):
     """Score a model on labelled data; prints ONE JSON object.
 
@@ -54,8 +57,10 @@ def evaluate_command(
     """
     from dlcli import api
     from dlcli.cli._io import write_json
+    from dlcli.threads import set_inference_threads
 
     loaded = api.load_model(model, device)
+    set_inference_threads(threads)
     overrides = {"format": format, "label_column": label_column, "text_column": text_column,
                  "header": header, "encoding": encoding, "token_column": token_column, "tag_column": tag_column,
                  "tag_scheme": tag_scheme}

@@ -35,9 +35,11 @@ def test_threads_are_applied_to_torch(monkeypatch):
         torch.set_num_threads(1)
 
 
-def test_cli_threads_option_reaches_torch(cli, trained):
+@pytest.mark.parametrize("command", ["classify", "evaluate"])
+def test_cli_threads_option_reaches_torch(cli, trained, command):
+    args = [trained.parent / "dev.tsv"] if command == "evaluate" else []
     try:
-        result = cli("classify", trained, "--threads", "2", stdin=b"red cat\n")
+        result = cli(command, trained, *args, "--threads", "2", stdin=b"red cat\n")
         assert result.code == 0 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
