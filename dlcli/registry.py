@@ -18,6 +18,7 @@ from dlcli.models.glove import GloVe
 from dlcli.models.mlp import MLPClassifier
 from dlcli.models.mtcnn import MTCNN
 from dlcli.models.rcnn import RCNN
+from dlcli.models.rnn_lm import RNNLanguageModel
 from dlcli.models.tagger import bilstm_crf, bilstm_softmax
 from dlcli.models.textcnn import TextCNN
 from dlcli.models.transformer import TransformerClassifier
@@ -29,11 +30,12 @@ from dlcli.steps import KERNEL_STEPS, AutogradStep, HogwildAdaGrad, HogwildSGD
 from dlcli.tasks.classify import ClassifyTask
 from dlcli.tasks.detect_faces import DetectFacesTask
 from dlcli.tasks.embed import EmbedTask
+from dlcli.tasks.lm import LMTask
 from dlcli.tasks.tag import TagTask
 from dlcli.text import vocabularies
 
 TASKS: dict[str, type] = {"classify": ClassifyTask, "tag": TagTask, "detect_faces": DetectFacesTask,
-                          "embed": EmbedTask}
+                          "embed": EmbedTask, "lm": LMTask}
 
 # task -> model type -> builder. Builders take data-derived sizes positionally (as many as the
 # task's `model_positional`) and recipe knobs keyword-only.
@@ -46,6 +48,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "tag": {"bilstm_crf": bilstm_crf, "bilstm_softmax": bilstm_softmax},
     "detect_faces": {"mtcnn": MTCNN},
     "embed": {"word2vec": Word2Vec, "glove": GloVe, "vectors": StaticVectors},
+    "lm": {"rnn_lm": RNNLanguageModel},
 }
 
 # train.optimizer types that run a model's own training kernel -> the (task, model type) pairs

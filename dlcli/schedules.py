@@ -40,6 +40,15 @@ def step(optimizer, total_steps: int, steps_per_epoch: int, *, step_size: int = 
     return LambdaLR(optimizer, lambda s: gamma ** (s // max(1, every)))
 
 
+def step_after(optimizer, total_steps: int, steps_per_epoch: int, *, start_epoch: int = 1, factor: float = 0.5):
+    """lr for the first start_epoch epochs, then multiplied by factor at the start of each later
+    epoch (Zaremba et al. 2014: 4 epochs then 0.5 for the small PTB model, 6 then 1/1.2 medium)."""
+    if start_epoch < 0:
+        raise ValueError(f"start_epoch must be 0 or more, not {start_epoch}")
+    every = max(1, steps_per_epoch)
+    return LambdaLR(optimizer, lambda s: factor ** max(0, s // every - start_epoch + 1))
+
+
 def plateau(optimizer, total_steps: int, steps_per_epoch: int, *, factor: float = 0.5,
             patience: int = 1, min_lr: float = 0.0, threshold: float = 1.0e-4):
     """Multiply lr by factor when the dev metric stops improving (stepped after each evaluation)."""
@@ -64,5 +73,6 @@ SCHEDULES = {
     "warmup_linear": warmup_linear,
     "inverse_time": inverse_time,
     "step": step,
+    "step_after": step_after,
     "plateau": plateau,
 }

@@ -81,6 +81,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "step": self.step.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
+            "task": self.task.train_state(),
             "progress": {k: getattr(p, k) for k in
                          ("epoch", "step_in_epoch", "global_step", "best", "best_step", "bad_evals", "done")},
         }
@@ -92,6 +93,7 @@ class Trainer:
         self.step.load_state_dict(state.get("step") or {"scaler": state["scaler"]})  # "scaler": older states
         if self.ema and state.get("ema"):
             self.ema.load_state_dict(state["ema"])
+        self.task.load_train_state(state.get("task") or {})
         self.progress = Progress(**state["progress"])
 
     def _save_state(self, extra: dict) -> None:

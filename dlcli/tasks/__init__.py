@@ -117,6 +117,14 @@ class Task(Protocol):
     def after_step(self, model) -> None:
         """After each optimizer step: constraints on the weights (TextCNN's max-norm)."""
 
+    def train_state(self) -> dict:
+        """What the task carries from one training step to the next (an RNN language model's
+        recurrent state), saved with the trainer's state so that --resume continues exactly."""
+        return {}
+
+    def load_train_state(self, state: dict) -> None:
+        """Take back what `train_state` returned (an empty dict: nothing was saved)."""
+
     def kernel_batches(self, batch_size: int, generator) -> list[list[int]]:
         """Batches for a model's own training kernel (a step strategy such as hogwild_sgd)."""
         raise RecipeError(f"train.optimizer: the {self.name} task has no batches for a training kernel")
