@@ -7,9 +7,10 @@ import sys
 
 from dlcli.errors import RecipeError
 
-# bench/inference_threads.py measured every shipped model with 1 and 2 threads, on an idle machine
-# and beside another busy process (docs/benchmarks.md, "Threads for prediction"): one thread is
-# never much slower when the machine is idle and far faster when it is not.
+# bench/inference_threads.py measured every shipped model with 1 and 2 threads on 2 cores, idle and
+# beside two busy processes (docs/benchmarks.md, "Threads for prediction"): idle, one thread was
+# 2-19% slower (mtcnn the most); busy, it was as fast or up to 1.7x faster (zh-seg 10.0 s vs 17.5 s).
+# Shared machines are the common case, so one thread it is.
 DEFAULT_INFERENCE_THREADS = 1
 
 
