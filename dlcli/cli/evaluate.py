@@ -52,6 +52,9 @@ def evaluate_command(
     and recall of the detections at the checkpoint's thresholds, n_images, n_faces (not ignored),
     n_detections, iou.
 
+    Language models (DATA: plain text, one sentence or document per line) keys: perplexity, loss
+    (nats per token), n_tokens (every word and each line's <eos>), unk_rate, streams.
+
     Long lines are scored as `dlcli classify` and `dlcli tag` score them: in pieces of bounded
     length (see their --help), so time and memory grow linearly with a line's length.
     """
