@@ -93,3 +93,13 @@ def test_a_huge_record_is_written_in_pieces_as_the_same_json_line(monkeypatch):
     monkeypatch.setattr(_io, "PIECE", 1000)
     _io.JsonlWriter(whole).write([record])
     assert whole.getvalue() == out.getvalue()
+
+
+def test_train_threads_option_reaches_torch(cli, dataset):
+    try:
+        result = cli("train", dataset.recipe(train={"epochs": 1}), "--out", dataset.root / "m.pt", "--quiet",
+                     "--threads", "2")
+        assert result.code == 0, result.err
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
