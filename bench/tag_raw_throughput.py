@@ -19,13 +19,12 @@ import datetime
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _report import add_row
+from tag_throughput import time_cli
 
 from dlcli.recipe import parse_section
 from dlcli.tasks.tag import TagData
@@ -52,13 +51,6 @@ def make_input(path: Path, n: int, lines: list[str]) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(n):
             fh.write(lines[i % len(lines)] + "\n")
-
-
-def time_cli(model: str, input_path: Path, out_path: Path, *options: str) -> float:
-    with open(input_path, "rb") as stdin, open(out_path, "wb") as stdout:
-        start = time.perf_counter()
-        subprocess.run(["dlcli", "tag", "--model", model, *options], stdin=stdin, stdout=stdout, check=True)
-        return time.perf_counter() - start
 
 
 def round_trip(sentences: list[list[str]]) -> float:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dlcli.text.tokenize import check_mode, tokenize
+from dlcli.text.tokenize import check_mode, tokenize, word_lookup
 
 Span = tuple[int, int]
 
@@ -69,10 +69,7 @@ def _word_lookup(vocab) -> Callable[[str], bool] | None:
     """Whether a vocabulary of words holds a chunk (as it lowercases); None for one of characters
     or subword pieces, which has no words to ask."""
     unit = vocab.unit if vocab.kind == "ngrams" else vocab.kind
-    if unit != "word":
-        return None
-    index, lower = vocab.index, vocab.lowercase
-    return lambda chunk: (chunk.lower() if lower else chunk) in index
+    return word_lookup(vocab.index, vocab.lowercase) if unit == "word" else None
 
 
 def model_texts(vocab, texts: list[str], mode: str) -> list[str]:

@@ -27,7 +27,7 @@ from dlcli.tasks.word_vectors import WordVectorsData, extended, init_word_vector
 from dlcli.text import vocabularies
 from dlcli.text.batching import bucket_batches, pad, token_capped
 from dlcli.text.tagging import SCHEMES, Sentence, convert_scheme, ill_formed, read_tagged, spans, split_long, split_tag
-from dlcli.text.tokenize import MODES, characters, check_mode, token_spans
+from dlcli.text.tokenize import MODES, characters, check_mode, token_spans, word_lookup
 from dlcli.text.vocab import PAD, UNK, TokenVocab, _ranked
 
 EVAL_BATCH = 128
@@ -202,8 +202,7 @@ class TagTask(Task):
         whole, such as `Corp.`, stays whole) or the whitespace-separated tokens (mode whitespace)."""
         if self.level == "char":
             return characters(text)
-        index, lower = self.vocab.index, self.vocab.lowercase
-        return token_spans(text, mode, lambda chunk: (chunk.lower() if lower else chunk) in index)
+        return token_spans(text, mode, word_lookup(self.vocab.index, self.vocab.lowercase))
 
     def encode(self, sentences: list[list[str]], features: list[list[list[str]]] | None = None) -> list[dict]:
         """Each sentence's pieces of at most `piece_length` tokens (see split_long) as id lists."""

@@ -102,6 +102,14 @@ def characters(text: str) -> list[Span]:
     return [(i, i + 1) for i, c in enumerate(text) if not c.isspace()]
 
 
+def word_lookup(index, lowercase: bool) -> Callable[[str], bool]:
+    """`tokenize`'s `known` for a word vocabulary: whether its index holds a chunk, lowercased as
+    the vocabulary lowercases."""
+    if lowercase:
+        return lambda chunk: chunk.lower() in index
+    return lambda chunk: chunk in index
+
+
 def token_spans(text: str, mode: str, known: Callable[[str], bool] | None = None) -> list[Span]:
     """Word-token offsets in a `--tokenize` mode: auto (raw text, `tokenize`) or whitespace."""
     return tokenize(text, known) if mode == "auto" else whitespace_tokens(text)
