@@ -20,7 +20,7 @@ from dlcli.loading import LoadedModel, load_model
 from dlcli.pathlists import path_lines
 from dlcli.text.readers import BadInput, chunked_inputs
 
-__all__ = ["LoadedModel", "load_model", "train", "load_predictor", "predict", "evaluate", "text_chunks",
+__all__ = ["LoadedModel", "load_model", "train", "load_predictor", "predict", "generate", "evaluate", "text_chunks",
            "input_chunks", "batched", "expect_task"]
 
 
@@ -63,16 +63,38 @@ def load_predictor(name: str | os.PathLike, device: str = "cpu", options: Iterab
 def predict(predictor, chunks: Iterable[tuple[list, list]], **options) -> Iterator[list[dict]]:
     """JSON-ready records for chunks of (ids, inputs), a list per chunk, in input order. Options
     given (not None) override the checkpoint's `predict` section."""
+    return _records(predictor.predict, predictor, chunks, options)
+
+
+def generate(loaded: LoadedModel, chunks: Iterable[tuple[list, list[str]]], on_text=None,
+             **options) -> Iterator[list[dict]]:
+    """Records of text generated from chunks of (ids, prompts), as `predict` gives records (a
+    prompt may give several: `num_samples`). `on_text`: see the task's `generate`."""
+    def run(ids, prompts, merged):
+        return loaded.generate(ids, prompts, merged, on_text)
+
+    return _records(run, loaded, chunks, options)
+
+
+def _records(run, predictor, chunks, options: dict) -> Iterator[list[dict]]:
     merged = {**predictor.predict_defaults, **{k: v for k, v in options.items() if v is not None}}
     predictor.check_options(merged)
     for ids, inputs in chunks:
         if not any(isinstance(x, BadInput) for x in inputs):
-            yield predictor.predict(ids, inputs, merged)
+            yield run(ids, inputs, merged)
             continue
         # Lines that could not be read (skipped errors) keep their place as error records.
         good = [i for i, x in enumerate(inputs) if not isinstance(x, BadInput)]
-        done = iter(predictor.predict([ids[i] for i in good], [inputs[i] for i in good], merged) if good else ())
-        yield [{"id": i, "error": x.message} if isinstance(x, BadInput) else next(done) for i, x in zip(ids, inputs)]
+        records = run([ids[i] for i in good], [inputs[i] for i in good], merged) if good else []
+        out, at = [], 0
+        for i, x in zip(ids, inputs):
+            if isinstance(x, BadInput):
+                out.append({"id": i, "error": x.message})
+                continue
+            while at < len(records) and records[at]["id"] == i:  # an input may give several records
+                out.append(records[at])
+                at += 1
+        yield out + records[at:]
 
 
 def expect_task(predictor, task: str, command: str) -> None:

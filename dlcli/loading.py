@@ -44,6 +44,9 @@ class LoadedModel:
     def predict(self, ids: list, inputs: list, options: dict) -> list[dict]:
         return self.task.predict(self.model, ids, inputs, options)
 
+    def generate(self, ids: list, prompts: list, options: dict, on_text=None) -> list[dict]:
+        return self.task.generate(self.model, ids, prompts, options, on_text)
+
 
 def predict_defaults(content: dict) -> dict:
     """The checkpoint's `predict` section: the inference options a caller does not give."""

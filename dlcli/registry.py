@@ -15,6 +15,8 @@ from dlcli.models.attn_lstm import AttentionBiLSTM
 from dlcli.models.charcnn import CharCNN
 from dlcli.models.fasttext import FastText
 from dlcli.models.glove import GloVe
+from dlcli.models.gpt import GPT
+from dlcli.models.gpt_classifier import GPTClassifier
 from dlcli.models.mlp import MLPClassifier
 from dlcli.models.mtcnn import MTCNN
 from dlcli.models.rcnn import RCNN
@@ -44,11 +46,12 @@ MODELS: dict[str, dict[str, Any]] = {
         "mlp": MLPClassifier, "textcnn": TextCNN, "fasttext": FastText,
         "rnn": rnn.rnn, "lstm": rnn.lstm, "gru": rnn.gru, "bilstm": rnn.bilstm, "bigru": rnn.bigru,
         "attn_lstm": AttentionBiLSTM, "rcnn": RCNN, "charcnn": CharCNN, "transformer": TransformerClassifier,
+        "gpt": GPTClassifier,
     },
     "tag": {"bilstm_crf": bilstm_crf, "bilstm_softmax": bilstm_softmax},
     "detect_faces": {"mtcnn": MTCNN},
     "embed": {"word2vec": Word2Vec, "glove": GloVe, "vectors": StaticVectors},
-    "lm": {"rnn_lm": RNNLanguageModel},
+    "lm": {"rnn_lm": RNNLanguageModel, "gpt": GPT},
 }
 
 # train.optimizer types that run a model's own training kernel -> the (task, model type) pairs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
@@ -20,6 +22,21 @@ def warmup_linear(optimizer, total_steps: int, steps_per_epoch: int, *, warmup_s
             return (step + 1) / warmup
         span = max(1, total_steps - warmup)
         return max(final_ratio, 1.0 - (1.0 - final_ratio) * (step - warmup) / span)
+
+    return LambdaLR(optimizer, factor)
+
+
+def warmup_cosine(optimizer, total_steps: int, steps_per_epoch: int, *, warmup_steps: int = 0,
+                  warmup_ratio: float = 0.0, final_ratio: float = 0.0):
+    """Linear warm-up from 0, then half a cosine down to final_ratio * lr at the last step (the
+    GPT recipe: Radford et al. 2018 warm up over 2,000 updates and anneal to 0 on a cosine)."""
+    warmup = warmup_steps or int(warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        done = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * done))
 
     return LambdaLR(optimizer, factor)
 
@@ -71,6 +88,7 @@ OPTIMIZERS = {
 SCHEDULES = {
     "constant": constant,
     "warmup_linear": warmup_linear,
+    "warmup_cosine": warmup_cosine,
     "inverse_time": inverse_time,
     "step": step,
     "step_after": step_after,

@@ -42,6 +42,7 @@ def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, outputs: r
     seed_everything(recipe.seed, recipe.train.deterministic)
     task = _prepare_task(recipe, parts, recipe_path, data_dir)
     builder, model_kwargs = parts.model
+    model_kwargs = task.model_kwargs(model_kwargs)
     try:
         model = builder(*task.model_sizes(), **model_kwargs)
     except ValueError as exc:  # a knob the builder refuses, e.g. an unknown pooling
@@ -52,6 +53,7 @@ def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, outputs: r
     cfg = recipe.train
     optimizer, scheduler = _optimization(parts, model, task.num_train, cfg, placement.world_size)
     resolved = parts.recipe_dict(recipe)
+    resolved["model"] = {"type": recipe.model.type, **model_kwargs}  # as completed from the data
 
     state = _read_state(outputs.state, resolved) if resume else None
     # A run that began over an earlier model writes its best model beside it, and moves it to --out

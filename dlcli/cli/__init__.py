@@ -9,7 +9,7 @@ from importlib import import_module
 
 import typer
 
-from dlcli.cli import classify, convert, detect_faces, embed, evaluate, info, predict, recipes, tag, train
+from dlcli.cli import classify, convert, detect_faces, embed, evaluate, generate, info, predict, recipes, tag, train
 from dlcli.errors import DlcliError
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command("classify", epilog=classify.EXAMPLES)(classify.classify_command)
 app.command("tag", epilog=tag.EXAMPLES)(tag.tag_command)
 app.command("embed", epilog=embed.EXAMPLES)(embed.embed_command)
 app.command("detect-faces", epilog=detect_faces.EXAMPLES)(detect_faces.detect_faces_command)
+app.command("generate", epilog=generate.EXAMPLES)(generate.generate_command)
 app.command("predict", epilog=predict.EXAMPLES)(predict.predict_command)
 app.command("evaluate", epilog=evaluate.EXAMPLES)(evaluate.evaluate_command)
 app.command("info", epilog=info.EXAMPLES)(info.info_command)

@@ -132,7 +132,7 @@ def check_on_error(value: str) -> bool:
 def stream_predictions(predictor, input: str, options: dict, *, input_format: str = "text",
                        encoding: str = "utf-8", on_error: str = "stop", threads: int | None = None,
                        quiet: bool = False, render: Callable[[dict], str] | None = None,
-                       transform: Callable[[list[dict]], None] | None = None) -> None:
+                       transform: Callable[[list[dict]], None] | None = None, run: Callable | None = None) -> None:
     """Predict every input of `input` ('-' = stdin) and write the records to stdout, in order.
 
     A line that cannot be read stops the run with an error saying the output is incomplete and how
@@ -146,14 +146,16 @@ def stream_predictions(predictor, input: str, options: dict, *, input_format: st
     with open_input(input) as (stream, source), _progress(stream, source, quiet) as advance:
         chunks = api.input_chunks(predictor, stream, source, input_format, encoding, skip)
         write_predictions(predictor, chunks, options, threads=threads, quiet=quiet, render=render,
-                          transform=transform, advance=advance)
+                          transform=transform, advance=advance, run=run)
 
 
 def write_predictions(predictor, chunks, options: dict, *, threads: int | None = None, quiet: bool = False,
                       render: Callable[[dict], str] | None = None,
                       transform: Callable[[list[dict]], None] | None = None,
-                      advance: Callable[[int], None] | None = None, inputs: str = "inputs") -> None:
-    """Write the records of chunks of (ids, inputs) to stdout as they come. Records with an
+                      advance: Callable[[int], None] | None = None, inputs: str = "inputs",
+                      run: Callable | None = None) -> None:
+    """Write the records of chunks of (ids, inputs) to stdout as they come (made by `run`:
+    api.predict, or api.generate, called as run(predictor, chunks, **options)). Records with an
     "error" are warned about (the first MAX_WARNINGS) and make the run fail at the end; a DataError
     from the input says how many records were written before it."""
     from dlcli import api
@@ -163,7 +165,7 @@ def write_predictions(predictor, chunks, options: dict, *, threads: int | None =
     writer = JsonlWriter(render=render)
     warn = console(quiet)
     try:
-        for records in api.predict(predictor, chunks, **options):
+        for records in (run or api.predict)(predictor, chunks, **options):
             if transform is not None:
                 transform(records)
             shown = writer.failed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-KINDS = ("mtcnn", "vectors")
+KINDS = ("gpt2", "mtcnn", "vectors")
 
 EXAMPLES = """Examples:
 
@@ -15,11 +15,14 @@ EXAMPLES = """Examples:
   dlcli convert mtcnn facenet/src/align -o mtcnn.pt
 
   dlcli convert vectors glove.6B.100d.txt -o glove100.pt
+
+  dlcli convert gpt2 ~/models/gpt2 -o gpt2.pt
 """
 
 
 def convert_command(
-    kind: str = typer.Argument(..., metavar="KIND", help="What the weights are: mtcnn (the original MTCNN face "
+    kind: str = typer.Argument(..., metavar="KIND", help="What the weights are: gpt2 (a Hugging Face GPT-2 "
+                               "folder), mtcnn (the original MTCNN face "
                                "detector: P-Net, R-Net and O-Net), vectors (word vectors: word2vec text or "
                                "binary, GloVe text, fastText .vec)."),
     paths: list[str] = typer.Argument(..., metavar="PATH...", help="Weight files, or folders holding them."),
@@ -36,12 +39,17 @@ def convert_command(
 
     vectors reads one word-vectors file (format recognised from its content, .gz allowed) and
     makes an embeddings checkpoint for `dlcli embed`, `dlcli evaluate` and `data.vectors`.
+
+    gpt2 reads a Hugging Face GPT-2 folder (config.json, vocab.json, merges.txt, and
+    model.safetensors or pytorch_model.bin, the latter loaded with weights_only) and makes a
+    language model checkpoint for `dlcli generate`, `dlcli evaluate` and `dlcli predict`.
     """
     import difflib
     from pathlib import Path
 
     from dlcli import checkpoint
     from dlcli.cli._io import write_json
+    from dlcli.convert.gpt2 import convert_gpt2
     from dlcli.convert.mtcnn import convert_mtcnn
     from dlcli.convert.vectors import convert_vectors
     from dlcli.errors import RecipeError
@@ -50,7 +58,7 @@ def convert_command(
         close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.5)
         raise RecipeError(f"convert: unknown kind {kind!r}",
                           f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(KINDS)}")
-    payload = {"mtcnn": convert_mtcnn, "vectors": convert_vectors}[kind]([Path(p) for p in paths])
+    payload = {"gpt2": convert_gpt2, "mtcnn": convert_mtcnn, "vectors": convert_vectors}[kind]([Path(p) for p in paths])
     checkpoint.save(out, payload)
     parameters = sum(t.numel() for t in payload["state_dict"].values())
     write_json({"checkpoint": out, "task": payload["task"], "model": payload["model"]["type"],

@@ -13,6 +13,7 @@ class ClassifierDefaults:
     bag_input = False  # True: forward_bags(flat ids, offsets) scores unpadded bags (FastText)
     word_attention = False  # True: attention(ids, mask) gives each token's weight (attn_lstm)
     max_tokens: int | None = None  # the most tokens the model reads at once (a transformer's positions)
+    pretrained: str | None = None  # the model type of a language model (task lm) it can start from (data.init)
 
     def fit_labels(self, counts: list[int]) -> None:
         """Told the training label frequencies before training (hierarchical softmax builds its tree)."""
@@ -22,3 +23,13 @@ class ClassifierDefaults:
 
     def after_optimizer_step(self) -> None:
         """Called after each optimizer step (TextCNN's max-norm constraint)."""
+
+    def extra_loss(self):
+        """A loss the model adds to the task's, made by its last training forward pass (the GPT
+        classifier's language-model objective), or None."""
+        return None
+
+    def start_from(self, pretrained, kwargs: dict) -> None:
+        """Take the weights of a pretrained language model (data.init) of type `pretrained`, whose
+        builder kwargs are `kwargs`; a ValueError says what does not fit."""
+        raise ValueError("this classifier has no pretrained start")

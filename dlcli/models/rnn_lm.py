@@ -15,13 +15,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from dlcli.models.language_model import LanguageModelDefaults
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
-class RNNLanguageModel(nn.Module):
+class RNNLanguageModel(LanguageModelDefaults, nn.Module):
     def __init__(self, vocab_size: int, *, cell: str = "lstm", embedding_dim: int = 200, hidden_size: int = 200,
                  num_layers: int = 2, dropout: float = 0.0, tie_weights: bool = False, init_range: float = 0.1):
         super().__init__()
@@ -66,3 +69,38 @@ class RNNLanguageModel(nn.Module):
         weight = self.embedding.weight if self.tied else self.output_weight
         return F.linear(self.drop(h), weight, self.output_bias), state  # (T, B, V)
 
+
+    def begin(self, prompts: list[list[int]], capacity: int) -> RNNContinuation:
+        return RNNContinuation(self, prompts)
+
+
+class RNNContinuation:
+    """Prompts read side by side as a packed batch (each row's state taken after its own last
+    token), then the state carried one token at a time: nothing is recomputed."""
+
+    def __init__(self, model: RNNLanguageModel, prompts: list[list[int]]):
+        device = model.embedding.weight.device
+        lengths = torch.tensor([len(p) for p in prompts])
+        ids = torch.zeros(int(lengths.max()), len(prompts), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids[: len(prompt), row] = torch.tensor(prompt, dtype=torch.long)
+        x = model.embedding(ids.to(device))
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        _, self.state = model.rnn(packed, model.initial_state(len(prompts), device))
+        self.model = model
+        self.seen = lengths.to(device)
+        top = self.state[0][-1] if isinstance(self.state, tuple) else self.state[-1]  # (B, H): the last layer's output
+        self.logits = self._logits(top)
+
+    @property
+    def positions_used(self) -> torch.Tensor:
+        return self.seen
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        return F.linear(h, m.embedding.weight if m.tied else m.output_weight, m.output_bias)
+
+    def feed(self, ids: torch.Tensor) -> None:
+        h, self.state = self.model.rnn(self.model.embedding(ids[None]), self.state)
+        self.seen = self.seen + 1
+        self.logits = self._logits(h[0])

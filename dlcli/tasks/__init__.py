@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from dlcli.errors import RecipeError
+from dlcli.errors import DataError, RecipeError
 from dlcli.recipe import bounded, data_path
 
 
@@ -83,6 +83,12 @@ class Task(Protocol):
         """The data-derived positional arguments of the model builder."""
         ...
 
+    def model_kwargs(self, kwargs: dict) -> dict:
+        """The model builder's keyword arguments (the recipe's, defaults filled in) completed from
+        the data: a pretrained start's architecture where the recipe leaves a knob None. The
+        checkpoint stores what this returns."""
+        return kwargs
+
     def prepare_model(self, model) -> None:
         """Before training: start the model from what the data gives (pretrained vectors, label
         frequencies, earlier nets) and learn what the task needs to know of it."""
@@ -145,6 +151,12 @@ class Task(Protocol):
         """JSON-ready records for a chunk of inputs (text lines or image paths), in input order.
         `options`: the checkpoint's `predict` section overridden by the caller's options."""
         ...
+
+    def generate(self, model, ids: list, prompts: list[str], options: dict,
+                 on_text: Callable[[str], None] | None = None) -> list[dict]:
+        """`dlcli generate`: records of text generated from each prompt, in input order; `on_text`
+        takes the text of a single prompt's continuation piece by piece as it is made."""
+        raise DataError(f"a {self.name} model does not generate text", f"use {self.command} with it")
 
 
 

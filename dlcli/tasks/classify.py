@@ -16,7 +16,7 @@ from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
 from dlcli.metrics import classification_report, multilabel_report
 from dlcli.models.classifier import ClassifierDefaults
-from dlcli.recipe import bounded, choice
+from dlcli.recipe import bounded, checkpoint_ref, choice
 from dlcli.tasks import PredictSection, Task, unseen_labels_note
 from dlcli.tasks.classify_output import check_classify_options, explained, model_texts, note_cuts, prediction_records
 from dlcli.tasks.word_vectors import WordVectorsData, extended, init_word_vectors
@@ -43,6 +43,11 @@ class ClassifyData(WordVectorsData):
     label_field: str = "label"
     multi_label: bool = False
     max_length: int | None = bounded(None, ge=1)  # longer texts are truncated (records say so: "truncated")
+    # a pretrained language model (task lm, e.g. a gpt) the classifier starts from: its tokenizer
+    # becomes the vocabulary (the recipe's vocab section is not used), its architecture and
+    # weights the model's (see models/gpt_classifier.py)
+    init: str | None = checkpoint_ref()
+    init_weights: bool = True  # false: data.init's tokenizer and architecture only, weights random (a baseline)
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class ClassifyTask(Task):
         self.notes: list[str] = []
         self.vectors: ClassifyData | None = None  # the data section, when it names pretrained vectors
         self._bags = None  # collate_kernel's flat view of the train split, built on first use
+        self.init = None  # the loaded data.init model (not saved: the weights it gives are the model's)
+        self.init_weights = True
 
     # ------------------------------------------------------------ construction
 
@@ -86,6 +93,9 @@ class ClassifyTask(Task):
         if recipe.data.vectors and recipe.vocab.type in ("bpe", "wordpiece"):
             raise RecipeError(f"data.vectors: a {recipe.vocab.type} vocabulary has no words to look up in a "
                               "vectors file", "use vocab type word, char or ngrams")
+        if recipe.data.init and recipe.data.vectors:
+            raise RecipeError("data.vectors: a classifier that starts from a pretrained model (data.init) takes "
+                              "its embedding from it", "remove data.vectors or data.init")
         if recipe.data.vectors_extend and recipe.vocab.type not in ("word", "char"):
             raise RecipeError(f"data.vectors_extend: a {recipe.vocab.type} vocabulary cannot take in the vectors' "
                               "words", "use vocab type word or char, or leave the vocabulary as training gives it")
@@ -100,9 +110,16 @@ class ClassifyTask(Task):
         labels = sorted({label for r in train for label in r.labels})
         if len(labels) < 2 and not multi:
             raise DataError("the training data has fewer than two labels", "check data.label_column")
-        vocab_builder, vocab_kwargs = vocabs["vocab"]
-        vocab = extended(vocab_builder((r.text for r in train), **vocab_kwargs), cfg)
+        if init is not None:
+            if init.data["task"] != "lm":
+                raise DataError(f"data.init: {init.path} is a {init.data['task']} model; a classifier starts from a "
+                                "pretrained language model (task lm)")
+            vocab = init.task.vocab
+        else:
+            vocab_builder, vocab_kwargs = vocabs["vocab"]
+            vocab = extended(vocab_builder((r.text for r in train), **vocab_kwargs), cfg)
         task = cls(vocab, labels, multi, cfg.max_length)
+        task.init, task.init_weights = init, cfg.init_weights
         task.vectors = cfg if cfg.vectors else None
         task.splits["train"] = task._encode_records(train)
         if dev:
@@ -131,9 +148,27 @@ class ClassifyTask(Task):
     def describe(self) -> str:
         return f"{self.num_train:,} examples, {len(self.labels)} labels, vocabulary {self.vocab.size:,}"
 
+    def model_kwargs(self, kwargs: dict) -> dict:
+        """The knobs a pretrained start (data.init) fixes, where the recipe leaves them out (None)."""
+        if self.init is None:
+            return kwargs
+        theirs = self.init.data["model"]["kwargs"]
+        return {k: theirs[k] if v is None and k in theirs else v for k, v in kwargs.items()}
+
     def prepare_model(self, model: ClassifierDefaults) -> None:
         """Learn the model's shortest input, give it the label frequencies, fill its embedding
-        from pretrained vectors (data.vectors)."""
+        from pretrained vectors (data.vectors), or start it from a pretrained model (data.init)."""
+        if self.init is not None:
+            kind = self.init.data["model"]["type"]
+            if model.pretrained != kind:
+                raise RecipeError(f"data.init: {self.init.path} is a {kind} language model, and this classifier "
+                                  "cannot start from one", f"use model type {kind}" if kind == "gpt" else None)
+            if self.init_weights:
+                try:
+                    model.start_from(self.init.model, self.init.data["model"]["kwargs"])
+                except ValueError as exc:
+                    raise RecipeError(f"data.init: {exc}") from None
+                self.notes.append(f"the classifier starts from {self.init.path}")
         self.min_length = model.min_length
         counts = [0] * len(self.labels)
         for target in self.splits["train"][1]:
@@ -219,11 +254,15 @@ class ClassifyTask(Task):
     def loss(self, net, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = net(batch["ids"], batch["mask"]).float()
         target = batch["target"]
-        if self._sigmoid(unwrapped(net)):
+        model = unwrapped(net)
+        if self._sigmoid(model):
             if not self.multi_label:
                 target = F.one_hot(target, logits.shape[1]).float()
-            return F.binary_cross_entropy_with_logits(logits, target)
-        return F.cross_entropy(logits, target)
+            loss = F.binary_cross_entropy_with_logits(logits, target)
+        else:
+            loss = F.cross_entropy(logits, target)
+        extra = model.extra_loss()
+        return loss if extra is None else loss + extra
 
     # ------------------------------------------------------------ prediction and evaluation
 

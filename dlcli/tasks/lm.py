@@ -1,13 +1,18 @@
-"""Language modelling: plain text -> next-token prediction, scored by perplexity.
+"""Language modelling: plain text -> next-token prediction, scored by perplexity; and generation.
 
 Data: plain text, one sentence, paragraph or document per line (gz allowed); blank lines are
-skipped. Each line's tokens are followed by an end-of-sentence token `<eos>`, as in Zaremba et
-al. 2014's Penn Treebank set-up. The task owns the vocabulary (`vocab: {type: word, lowercase,
-pattern, min_freq, max_size}`): ids 0 `<pad>`, 1 `<unk>`, 2 `<eos>`, then the words by frequency.
-A corpus that already holds `<unk>` (PTB does) has it mapped to the vocabulary's own unknown id,
-never counted as a second word. The corpus is read once into ids on disk (dlcli/text/corpus.py).
+skipped. Each line's tokens are followed by an end token, as in Zaremba et al. 2014's Penn
+Treebank set-up. Two vocabularies:
+- `vocab: {type: word, lowercase, pattern, min_freq, max_size}`, built by the task: ids 0 `<pad>`,
+  1 `<unk>`, 2 `<eos>` (the end token), then the words by frequency. A corpus that already holds
+  `<unk>` (PTB does) has it mapped to the vocabulary's own unknown id, never counted as a second word.
+- `vocab: {type: byte_bpe, vocab_size, min_freq}`: GPT-2's byte-level BPE (dlcli/text/byte_bpe.py)
+  trained on the training file; the end token is `<|endoftext|>`, and nothing is unknown.
+The corpus is read once into ids on disk (dlcli/text/corpus.py).
 
-Training batches (Zaremba et al.'s): the corpus as one stream of ids, cut into `train.batch_size`
+Two families of models (dlcli/models/language_model.py), batched differently:
+
+Recurrent models (rnn_lm; Zaremba et al.'s batching): the corpus as one stream of ids, cut into `train.batch_size`
 parallel streams (the last N mod B tokens are left out); an epoch walks them in consecutive
 windows of `data.bptt` tokens, and the model's state is carried from each window to the next
 (detached: truncated BPTT) and reset to zero at the start of every epoch. A window's loss is
@@ -17,25 +22,36 @@ clip 5 / bptt). The carried state is part of the train state (`train_state`): --
 mid-epoch too. Under torchrun the corpus is cut into ranks x batch_size streams, each rank
 walking its own batch_size of them.
 
-Scoring (the dev metric while training, `dlcli evaluate`): every token of the file, each `<eos>`
-included, is predicted once, the first from the context of an `<eos>` (as if the file followed a
-sentence end). `data.eval_streams` (default 1) cuts the file into that many contiguous streams
-scored side by side, each with its state carried through all of it. With 1, each token is
-conditioned on everything before it, and the result depends on no batch or window size: the
-paper's test protocol. More streams are faster on a big model, and each of the cuts starts a
-stream from the zero state (the paper's validation used the 20 training streams).
+Models with a context length (gpt): the corpus cut into consecutive blocks of `context_length`
+inputs (each block's targets run one token further, into the next block), dealt in a new random
+order every epoch, `train.batch_size` blocks a step; the loss is the mean over the batch's tokens.
 
-`dlcli predict`: each line scored on its own, from the zero state after an `<eos>`:
-{"id", "tokens", "n_tokens", "loss", "perplexity", "unknown"} (the tokens scored, `<eos>` last;
-loss in nats per token; the words outside the vocabulary, scored as `<unk>`).
+Scoring (the dev metric while training, `dlcli evaluate`): every token of the file, each end
+token included, is predicted once, the first from the context of an end token (as if the file
+followed a line end). A recurrent model: `data.eval_streams` (default 1) cuts the file into that
+many contiguous streams scored side by side, each with its state carried through all of it. With
+1, each token is conditioned on everything before it, and the result depends on no batch or
+window size: the paper's test protocol. More streams are faster on a big model, and each of the
+cuts starts a stream from the zero state (the paper's validation used the 20 training streams).
+A model with a context length: sliding windows of that length, each after the first moving on by
+half of it and scoring only its new tokens, so every token but the first window's sees at least
+half a context before it.
+
+`dlcli predict`: each line scored on its own, from the start of a text (the end token):
+{"id", "tokens", "n_tokens", "loss", "perplexity", "unknown"} (the tokens scored, the end token
+last; loss in nats per token; the words outside the vocabulary, scored as `<unk>`).
+
+`dlcli generate` (see `generate`): continuations of prompts, sampled through dlcli/decoding.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import tempfile
 import weakref
+import zlib
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,11 +61,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dlcli import decoding
 from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
-from dlcli.recipe import bounded, choice
-from dlcli.tasks import DataSection, Task
-from dlcli.text.corpus import read_raw, remap
+from dlcli.recipe import bounded, check_bounds, choice
+from dlcli.tasks import DataSection, PredictSection, Task
+from dlcli.text.batching import shuffled_batches
+from dlcli.text.byte_bpe import build_byte_bpe_vocab
+from dlcli.text.corpus import encode_lines, read_raw, remap
 from dlcli.text.readers import file_lines
 from dlcli.text.vocab import PAD, UNK, TokenVocab, _ranked
 from dlcli.text.vocabularies import from_dict
@@ -67,6 +86,21 @@ class LMData(DataSection):
     bptt: int = bounded(35, ge=1)  # tokens per training window (truncated backpropagation through time)
     eval_streams: int = bounded(1, ge=1)  # streams a scored file is cut into; 1: exact (see the module)
     cache_dir: str | None = None  # the corpus as token ids while training; default: a temporary folder
+
+
+@dataclass(frozen=True)
+class LMPredict(PredictSection):
+    batch_size: int = bounded(32, ge=1)  # lines scored, or rows generated, together
+    # dlcli generate's defaults (see dlcli/decoding.py)
+    max_new_tokens: int = bounded(64, ge=1)
+    temperature: float = bounded(1.0, ge=0)  # 0: greedy
+    top_k: int = bounded(0, ge=0)  # 0: every token
+    top_p: float = bounded(1.0, gt=0, le=1)
+    num_samples: int = bounded(1, ge=1)  # continuations per prompt
+    seed: int = bounded(0, ge=0)
+
+
+GENERATION = {f.name: f.default for f in dataclasses.fields(LMPredict)}
 
 
 @dataclass
@@ -113,18 +147,27 @@ def _state_to(state, device):
 
 class LMTask(Task):
     name = "lm"
+    command = "dlcli generate"
     data_section = LMData
+    predict_section = LMPredict
     metrics = {"perplexity": False, "loss": False}
     model_positional = 1  # vocab_size
 
-    def __init__(self, vocab: TokenVocab, bptt: int = 35, eval_streams: int = 1):
+    def __init__(self, vocab, bptt: int = 35, eval_streams: int = 1):
         self.vocab, self.bptt, self.eval_streams = vocab, bptt, eval_streams
+        self.subword = vocab.kind == "byte_bpe"
+        self.eos_id, self.unk_id = vocab.eos_id, vocab.unk_id  # unk_id None: byte-level, nothing unknown
         self.notes: list[str] = []
-        self.tokenize = line_tokenizer(vocab)
-        self._ids = {t: i for t, i in vocab.index.items() if i != vocab.pad_id}  # a literal <pad> is unknown
+        if not self.subword:
+            self.tokenize = line_tokenizer(vocab)
+            self._ids = {t: i for t, i in vocab.index.items() if i != vocab.pad_id}  # a literal <pad> is unknown
+        self.corpus: np.ndarray | None = None  # the training corpus's ids, one end token after each line
+        self.source: Path | None = None  # its file, for messages
+        self.batch_size = 1  # streams or blocks per rank and step
+        self.context: int | None = None  # the model's context length (prepare_model): None, streams
         self.streams: np.ndarray | None = None  # (S, L): the training corpus cut into S streams
         self.windows = 0  # per stream and epoch
-        self.batch_size = 1  # streams per rank
+        self.blocks = 0  # blocks of `context` inputs, for a model with a context length
         self.dev_ids: np.ndarray | None = None
         self._state = None  # the state carried from the last training window
         self._workdir: Path | None = None
@@ -133,12 +176,14 @@ class LMTask(Task):
 
     @classmethod
     def check_recipe(cls, recipe) -> None:
-        if recipe.vocab.type != "word":
-            raise RecipeError(f"vocab.type: the lm task builds a word vocabulary, not {recipe.vocab.type!r}",
-                              "use vocab type word (lowercase, pattern, min_freq, max_size)")
+        if recipe.vocab.type not in ("word", "byte_bpe"):
+            raise RecipeError(f"vocab.type: the lm task builds a word or byte_bpe vocabulary, "
+                              f"not {recipe.vocab.type!r}",
+                              "use vocab type word (lowercase, pattern, min_freq, max_size) or byte_bpe "
+                              "(vocab_size, min_freq)")
         for key in ("bos", "eos"):
             if key in recipe.vocab.kwargs:
-                raise RecipeError(f"vocab.{key}: the lm task ends every line with {EOS} itself",
+                raise RecipeError(f"vocab.{key}: the lm task ends every line with an end token itself",
                                   f"remove vocab.{key}")
 
     @classmethod
@@ -147,12 +192,29 @@ class LMTask(Task):
 
     @classmethod
     def from_records(cls, recipe, vocabs, train: TextFile, dev: TextFile | None, init=None) -> LMTask:
-        _, knobs = vocabs["vocab"]
-        probe = TokenVocab("word", list(SPECIALS), knobs.get("lowercase", False), knobs["pattern"], eos=True)
+        builder, knobs = vocabs["vocab"]
         workdir = Path(tempfile.mkdtemp(prefix="dlcli-lm-", dir=recipe.data.cache_dir))
+        try:
+            if builder is build_byte_bpe_vocab:
+                task, ids, note = cls._subword_corpus(recipe, builder, knobs, train, workdir)
+            else:
+                task, ids, note = cls._word_corpus(recipe, knobs, train, workdir)
+        except BaseException:
+            shutil.rmtree(workdir, True)
+            raise
+        task._workdir = workdir
+        weakref.finalize(task, shutil.rmtree, workdir, True)
+        task.corpus, task.source, task.batch_size = ids, train.path, recipe.train.batch_size
+        if dev is not None:
+            task.dev_ids = task.encode_file(dev)
+        task.notes.append(note)
+        return task
+
+    @classmethod
+    def _word_corpus(cls, recipe, knobs, train: TextFile, workdir: Path):
+        probe = TokenVocab("word", list(SPECIALS), knobs.get("lowercase", False), knobs["pattern"], eos=True)
         types, raw = read_raw(train.lines(), line_tokenizer(probe), workdir)
         if not raw.num_tokens:
-            shutil.rmtree(workdir, True)
             raise DataError(f"{train.path}: the corpus holds no tokens", "is it empty, or all blank lines?")
         counts = np.bincount(raw.ids, minlength=len(types))
         words = {t: c for t, c in zip(types, counts.tolist()) if t not in SPECIALS}
@@ -160,28 +222,50 @@ class LMTask(Task):
         vocab = TokenVocab("word", _ranked(words, min_freq, knobs.get("max_size"), list(SPECIALS)),
                            probe.lowercase, probe.pattern, eos=True)
         task = cls(vocab, recipe.data.bptt, recipe.data.eval_streams)
-        task._workdir = workdir
-        weakref.finalize(task, shutil.rmtree, workdir, True)
         corpus = remap(raw, np.array([task._ids.get(t, UNK_ID) for t in types], dtype=np.int64), workdir)
         (workdir / "raw.ids").unlink(missing_ok=True)
-        task._cut_streams(corpus.ids, recipe.train.batch_size, train.path)
-        if dev is not None:
-            task.dev_ids = task.encode_file(dev)
         unknown = float(np.mean(corpus.ids == UNK_ID))
-        task.notes.append(f"{train.path}: {corpus.num_tokens:,} tokens in {corpus.num_sentences:,} lines, "
-                          f"{len(words):,} distinct words; vocabulary {vocab.size - len(SPECIALS):,} words "
-                          f"(min_freq {min_freq}), {unknown:.2%} of the tokens <unk>")
-        return task
+        note = (f"{train.path}: {corpus.num_tokens:,} tokens in {corpus.num_sentences:,} lines, "
+                f"{len(words):,} distinct words; vocabulary {vocab.size - len(SPECIALS):,} words "
+                f"(min_freq {min_freq}), {unknown:.2%} of the tokens <unk>")
+        return task, corpus.ids, note
 
-    def _cut_streams(self, ids: np.ndarray, batch_size: int, source) -> None:
+    @classmethod
+    def _subword_corpus(cls, recipe, builder, knobs, train: TextFile, workdir: Path):
+        vocab = builder((line.strip() for line in train.lines()), **knobs)
+        task = cls(vocab, recipe.data.bptt, recipe.data.eval_streams)
+        corpus = encode_lines(train.lines(), task.line_ids_batch, workdir)
+        if not corpus.num_tokens:
+            raise DataError(f"{train.path}: the corpus holds no tokens", "is it empty, or all blank lines?")
+        note = (f"{train.path}: {corpus.num_tokens:,} tokens in {corpus.num_sentences:,} lines; byte-level BPE "
+                f"of {vocab.size:,} tokens")
+        return task, corpus.ids, note
+
+    def prepare_model(self, model) -> None:
+        """Batch the corpus the way the model reads: streams for a recurrent state, blocks for a
+        context length."""
+        self.context = model.context_length
+        if self.context is None:
+            self._cut_streams()
+        else:
+            self._cut_blocks()
+
+    def _cut_streams(self) -> None:
+        ids, batch_size = self.corpus, self.batch_size
         total = batch_size * _world_size()
         length = len(ids) // total
         if length < 2:
-            raise DataError(f"{source}: {len(ids):,} tokens (with one {EOS} per line) are too few for {total} "
-                            "streams of 2 tokens or more", "lower train.batch_size, or train on more text")
+            raise DataError(f"{self.source}: {len(ids):,} tokens (with an end token per line) are too few for "
+                            f"{total} streams of 2 tokens or more", "lower train.batch_size, or train on more text")
         self.streams = ids[: total * length].reshape(total, length)  # still memory-mapped
         self.windows = math.ceil((length - 1) / self.bptt)
-        self.batch_size = batch_size
+
+    def _cut_blocks(self) -> None:
+        self.blocks = (len(self.corpus) - 1) // self.context
+        if self.blocks < 1:
+            raise DataError(f"{self.source}: {len(self.corpus):,} tokens (with an end token per line) are too few "
+                            f"for one block of model.context_length {self.context} and its next token",
+                            "lower model.context_length, or train on more text")
 
     @classmethod
     def from_checkpoint(cls, content: dict) -> LMTask:
@@ -195,15 +279,42 @@ class LMTask(Task):
         return (self.vocab.size,)
 
     def describe(self) -> str:
+        if self.context is not None:
+            return (f"{len(self.corpus):,} tokens as {self.blocks:,} blocks of {self.context}, "
+                    f"vocabulary {self.vocab.size:,}")
         total, length = self.streams.shape
         return (f"{total * length:,} tokens as {total} streams of {length:,}, {self.windows:,} windows of "
                 f"{self.bptt} a stream per epoch, vocabulary {self.vocab.size:,}")
 
+    # ------------------------------------------------------------ tokens
+
+    def line_ids(self, line: str) -> list[int]:
+        """A line's token ids, the end token last; none for a blank line."""
+        return self.line_ids_batch([line])[0]
+
+    def line_ids_batch(self, lines: list[str]) -> list[list[int]]:
+        if self.subword:
+            texts = [line.strip() for line in lines]
+            eos = self.eos_id
+            return [ids + [eos] if text else [] for ids, text in zip(self.vocab.encode_batch(texts), texts)]
+        get = self._ids.get
+        return [[get(t, UNK_ID) for t in self.tokenize(line)] for line in lines]
+
+    def token_names(self, ids) -> list[str]:
+        if self.subword:
+            return [self.vocab.token_name(i) for i in ids]
+        tokens = self.vocab.tokens
+        return [tokens[i] for i in ids]
+
     def encode_file(self, file: TextFile) -> np.ndarray:
-        """A scored file's token ids, one EOS after each line, as one stream."""
-        get, ids = self._ids.get, array("i")
+        """A scored file's token ids, one end token after each line, as one stream."""
+        ids, chunk = array("i"), []
         for line in file.lines():
-            ids.extend(get(t, UNK_ID) for t in self.tokenize(line))
+            chunk.append(line)
+            if len(chunk) == 1024:
+                ids.extend(i for line_ids in self.line_ids_batch(chunk) for i in line_ids)
+                chunk = []
+        ids.extend(i for line_ids in self.line_ids_batch(chunk) for i in line_ids)
         if not ids:
             raise DataError(f"{file.path}: holds no tokens", "is it empty, or all blank lines?")
         return np.frombuffer(ids, dtype=np.int32)
@@ -216,18 +327,25 @@ class LMTask(Task):
 
     @property
     def num_train(self) -> int:
-        """Stream windows per epoch, over all ranks: the trainer's steps per epoch x batch_size."""
-        return self.windows * len(self.streams)
+        """Blocks, or stream windows per epoch over all ranks: the trainer's steps per epoch x batch_size."""
+        return self.blocks if self.context is not None else self.windows * len(self.streams)
 
     def train_batches(self, batch_size: int, generator) -> list[list[int]]:
-        """Window k of every stream, in order: entry k x ranks + r holds rank r's streams (the trainer
-        deals entry i to rank i mod ranks). An index is window x streams + stream."""
+        """Blocks: a shuffle. Streams: window k of every stream, in order: entry k x ranks + r holds
+        rank r's streams (the trainer deals entry i to rank i mod ranks). An index is window x
+        streams + stream."""
+        if self.context is not None:
+            return shuffled_batches(self.blocks, batch_size, generator)
         total = len(self.streams)
         ranks = total // self.batch_size
         return [list(range(k * total + r * self.batch_size, k * total + (r + 1) * self.batch_size))
                 for k in range(self.windows) for r in range(ranks)]
 
     def collate(self, indices: list[int]) -> dict:
+        if self.context is not None:
+            C = self.context
+            block = torch.from_numpy(np.stack([self.corpus[b * C: b * C + C + 1] for b in indices]).astype(np.int64))
+            return {"ids": block[:, :-1], "target": block[:, 1:]}  # (B, C)
         window, _ = divmod(indices[0], len(self.streams))
         rows = np.array([i % len(self.streams) for i in indices])
         start = window * self.bptt
@@ -236,8 +354,11 @@ class LMTask(Task):
         return {"ids": block[:-1], "target": block[1:], "window": torch.tensor(window)}
 
     def loss(self, model, batch: dict):
-        ids, target = batch["ids"], batch["target"]  # (T, B)
-        net = unwrapped(model)
+        ids, target = batch["ids"], batch["target"]
+        if self.context is not None:  # (B, C): the mean over tokens
+            logits = model(ids)
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        net = unwrapped(model)  # (T, B): summed over time, averaged over streams (Zaremba et al.)
         if self._state is None or int(batch["window"]) == 0:  # a new epoch: the streams start over
             state = net.initial_state(ids.shape[1], ids.device)
         else:
@@ -260,7 +381,8 @@ class LMTask(Task):
     @torch.inference_mode()
     def stream_losses(self, model, inputs: np.ndarray, targets: np.ndarray) -> torch.Tensor:
         """Summed losses (nats, float64) of each column of (T, S) inputs and targets (IGNORE where
-        padded), scored from the zero state, carried through windows that bound the memory."""
+        padded), scored by a recurrent model from the zero state, carried through windows that
+        bound the memory."""
         device = next(model.parameters()).device
         steps, streams = inputs.shape
         span = max(1, EVAL_LOGITS // (self.vocab.size * streams))
@@ -275,50 +397,198 @@ class LMTask(Task):
             total += losses.view(y.shape).sum(0).double().cpu()
         return total
 
-    def evaluate(self, model, records: TextFile | None = None, options: dict | None = None) -> dict:
-        """perplexity, loss (nats per token), n_tokens (EOS included), unk_rate (share of tokens
-        scored as <unk>) over the dev split or a file, as `data.eval_streams` streams."""
-        ids = self.dev_ids if records is None else self.encode_file(records)
-        streams = self.eval_streams if records is None else records.data.eval_streams
-        n = len(ids)
-        stream = np.concatenate([[EOS_ID], ids]).astype(np.int64)
-        cuts = np.linspace(0, n, min(streams, n) + 1).round().astype(np.int64)  # targets cuts[s]+1 .. cuts[s+1]
-        longest = int(np.diff(cuts).max())
-        inputs = np.zeros((longest, len(cuts) - 1), dtype=np.int64)
-        targets = np.full_like(inputs, IGNORE)
-        for s, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
-            inputs[: b - a, s] = stream[a:b]
-            targets[: b - a, s] = stream[a + 1:b + 1]
-        loss = float(self.stream_losses(model, inputs, targets).sum()) / n
-        return {"perplexity": _perplexity(loss), "loss": loss, "n_tokens": n,
-                "unk_rate": float(np.mean(ids == UNK_ID)), "streams": len(cuts) - 1}
+    @torch.inference_mode()
+    def window_losses(self, model, streams: list[np.ndarray]) -> list[float]:
+        """Summed losses (nats) of each stream's targets (every token after its first), scored by a
+        model with a context length in sliding windows (see the module's docstring)."""
+        C = model.context_length
+        inputs, targets, owners = [], [], []
+        for owner, stream in enumerate(streams):
+            for x, y in _windows(stream, C):
+                inputs.append(x)
+                targets.append(y)
+                owners.append(owner)
+        totals = np.zeros(len(streams))
+        device = next(model.parameters()).device
+        rows = max(1, EVAL_LOGITS // (self.vocab.size * C))
+        for start in range(0, len(inputs), rows):
+            x = torch.from_numpy(np.stack(inputs[start:start + rows])).to(device)
+            y = torch.from_numpy(np.stack(targets[start:start + rows])).to(device)
+            logits = model(x)
+            losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
+                                     ignore_index=IGNORE, reduction="none").view(y.shape).sum(1).double().cpu()
+            np.add.at(totals, owners[start:start + rows], losses.numpy())
+        return totals.tolist()
 
-    # ------------------------------------------------------------ prediction
+    def evaluate(self, model, records: TextFile | None = None, options: dict | None = None) -> dict:
+        """perplexity, loss (nats per token), n_tokens (end tokens included), unk_rate (share of
+        tokens scored as <unk>; word vocabularies) over the dev split or a file."""
+        ids = self.dev_ids if records is None else self.encode_file(records)
+        n = len(ids)
+        stream = np.concatenate([[self.eos_id], ids]).astype(np.int64)
+        net = unwrapped(model)
+        result: dict = {"n_tokens": n}
+        if net.context_length is not None:
+            loss = self.window_losses(net, [stream])[0] / n
+        else:
+            streams = self.eval_streams if records is None else records.data.eval_streams
+            cuts = np.linspace(0, n, min(streams, n) + 1).round().astype(np.int64)  # targets cuts[s]+1 .. cuts[s+1]
+            longest = int(np.diff(cuts).max())
+            inputs = np.zeros((longest, len(cuts) - 1), dtype=np.int64)
+            targets = np.full_like(inputs, IGNORE)
+            for s, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+                inputs[: b - a, s] = stream[a:b]
+                targets[: b - a, s] = stream[a + 1:b + 1]
+            loss = float(self.stream_losses(net, inputs, targets).sum()) / n
+            result["streams"] = len(cuts) - 1
+        if self.unk_id is not None:
+            result["unk_rate"] = float(np.mean(ids == self.unk_id))
+        return {"perplexity": _perplexity(loss), "loss": loss, **result}
+
+    # ------------------------------------------------------------ prediction: scoring lines
+
+    def check_options(self, options: dict) -> None:
+        errors: list[str] = []
+        for f in dataclasses.fields(LMPredict):
+            if f.name in options:
+                check_bounds(options[f.name], f.metadata["bounds"], "--" + f.name.replace("_", "-"), errors)
+        if errors:
+            raise RecipeError("; ".join(errors))
 
     def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:
-        size = max(1, int(options.get("batch_size", 256)))
+        size = max(1, int(options.get("batch_size", GENERATION["batch_size"])))
         records = []
         for start in range(0, len(texts), size):
             records += self._score_lines(model, ids[start:start + size], texts[start:start + size])
         return records
 
     def _score_lines(self, model, ids: list, texts: list[str]) -> list[dict]:
-        get = self._ids.get
-        tokens = [self.tokenize(text) or [EOS] for text in texts]
-        longest = max(len(t) for t in tokens)
-        inputs = np.zeros((longest, len(texts)), dtype=np.int64)
-        targets = np.full_like(inputs, IGNORE)
-        for s, line in enumerate(tokens):
-            stream = [EOS_ID] + [get(t, UNK_ID) for t in line]
-            inputs[: len(line), s] = stream[:-1]
-            targets[: len(line), s] = stream[1:]
-        totals = self.stream_losses(model, inputs, targets).tolist()
+        lines = [line or [self.eos_id] for line in self.line_ids_batch(texts)]
+        if model.context_length is not None:
+            totals = self.window_losses(model, [np.array([self.eos_id, *line], dtype=np.int64) for line in lines])
+        else:
+            longest = max(len(line) for line in lines)
+            inputs = np.zeros((longest, len(texts)), dtype=np.int64)
+            targets = np.full_like(inputs, IGNORE)
+            for s, line in enumerate(lines):
+                stream = [self.eos_id, *line]
+                inputs[: len(line), s] = stream[:-1]
+                targets[: len(line), s] = stream[1:]
+            totals = self.stream_losses(model, inputs, targets).tolist()
         records = []
-        for i, line, total in zip(ids, tokens, totals):
+        for i, text, line, total in zip(ids, texts, lines, totals):
             loss = total / len(line)
-            records.append({"id": i, "tokens": line, "n_tokens": len(line), "loss": loss,
-                            "perplexity": _perplexity(loss), "unknown": [t for t in line if t not in self._ids]})
+            if self.subword:
+                tokens, unknown = self.token_names(line), []
+            else:  # the words as written, an unknown one too
+                tokens = self.tokenize(text) or [EOS]
+                unknown = [t for t in tokens if t not in self._ids]
+            records.append({"id": i, "tokens": tokens, "n_tokens": len(line), "loss": loss,
+                            "perplexity": _perplexity(loss), "unknown": unknown})
         return records
+
+    # ------------------------------------------------------------ prediction: generating text
+
+    def prompt_ids(self, text: str) -> list[int]:
+        """The end token (a text starts after one, as in training and scoring), then the prompt's."""
+        line = self.line_ids(text)
+        return [self.eos_id, *line[:-1]]
+
+    @torch.inference_mode()
+    def generate(self, model, ids: list, prompts: list[str], options: dict, on_text=None) -> list[dict]:
+        """For each prompt, `num_samples` records {"id", "prompt", "text", "tokens", "finish_reason"}
+        ("sample": k too when there are several): the new text (a word model's words joined by
+        spaces), the new tokens as the vocabulary names them, and why it stopped (decoding.FINISH).
+        A prompt longer than the model's context keeps its end, and the record has "truncated":
+        {"length", "kept"} in tokens. Sample k of a prompt draws from a seed made of `seed`, the
+        prompt's id and k, so it is the same text whatever else is generated with it. `on_text`
+        (a single prompt and sample): each piece of text as soon as it is chosen."""
+        opts = {**GENERATION, **{k: v for k, v in options.items() if v is not None}}
+        sampling = decoding.Sampling(float(opts["temperature"]), int(opts["top_k"]), float(opts["top_p"]))
+        C = model.context_length
+        rows = []
+        for id_, text in zip(ids, prompts):
+            prompt, cut = self.prompt_ids(text), None
+            if C is not None and len(prompt) > C:
+                cut = {"length": len(prompt) - 1, "kept": C}  # the end token is not the prompt's, nor kept
+                prompt = prompt[-C:]
+            rows += [(id_, text, prompt, k, cut) for k in range(int(opts["num_samples"]))]
+        stream = _TextStream(self, on_text) if on_text is not None and len(rows) == 1 else None
+        records = []
+        size = max(1, int(opts["batch_size"]))
+        for start in range(0, len(rows), size):
+            batch = rows[start:start + size]
+            records += self._generate_rows(model, batch, opts, sampling, stream)
+        if stream is not None:
+            stream.close()
+        return records
+
+    def _generate_rows(self, model, rows, opts, sampling, stream) -> list[dict]:
+        prompts = [prompt for _, _, prompt, _, _ in rows]
+        new = int(opts["max_new_tokens"])
+        C = model.context_length
+        steps = new if C is None else min(new, C - min(map(len, prompts)) + 1)
+        continuation = model.begin(prompts, max(map(len, prompts)) + steps)
+        seeds = [_row_seed(int(opts["seed"]), id_, k) for id_, _, _, k, _ in rows]
+        results = decoding.generate(continuation, [new] * len(rows), sampling, decoding.row_generators(seeds),
+                                    self.eos_id, C, None if stream is None else stream.token)
+        records = []
+        for (id_, text, _, k, cut), result in zip(rows, results):
+            record = {"id": id_, "prompt": text, "text": self._text(result.ids), "tokens": self.token_names(result.ids),
+                      "finish_reason": result.finish_reason}
+            if int(opts["num_samples"]) > 1:
+                record["sample"] = k
+            if cut:
+                record["truncated"] = cut
+            records.append(record)
+        return records
+
+    def _text(self, ids: list[int]) -> str:
+        return self.vocab.decode(ids) if self.subword else " ".join(self.token_names(ids))
+
+
+class _TextStream:
+    """Generated text handed on as it grows: the text of the tokens so far, less what was handed
+    on already (a byte-level token can end inside a character: such a tail waits for the next)."""
+
+    def __init__(self, task: LMTask, write):
+        self.task, self.write, self.ids, self.sent = task, write, [], 0
+
+    def token(self, row: int, token: int) -> None:
+        self.ids.append(token)
+        text = self.task._text(self.ids)
+        if not text.endswith("\ufffd"):
+            self._send(text)
+
+    def _send(self, text: str) -> None:
+        if len(text) > self.sent:
+            self.write(text[self.sent:])
+            self.sent = len(text)
+
+    def close(self) -> None:
+        self._send(self.task._text(self.ids))
+
+
+def _row_seed(seed: int, id_, sample: int) -> int:
+    key = zlib.crc32(str(id_).encode("utf-8", "surrogatepass"))
+    return int(np.random.SeedSequence([seed, key, sample]).generate_state(1)[0])
+
+
+def _windows(stream: np.ndarray, C: int):
+    """(inputs, targets) of length C for sliding windows over a stream: the first scores its C
+    targets, each later one moves on by C // 2 and scores only targets not scored before
+    (IGNORE elsewhere, and after the stream's end)."""
+    n = len(stream) - 1  # targets
+    stride = max(1, C // 2)
+    done, end = 0, min(C, n)
+    while done < n:
+        start = max(0, end - C)
+        x = np.zeros(C, dtype=np.int64)
+        y = np.full(C, IGNORE, dtype=np.int64)
+        x[: end - start] = stream[start:end]
+        y[done - start: end - start] = stream[done + 1:end + 1]
+        yield x, y
+        done, end = end, min(end + stride, n)
 
 
 def _perplexity(loss: float) -> float:

@@ -55,6 +55,32 @@ def read_raw(lines: Iterable[str], tokenize: Callable[[str], list[str]], workdir
     return list(index), Corpus(_mapped(path, int(starts[-1])), starts)
 
 
+def encode_lines(lines: Iterable[str], encode_batch: Callable[[list[str]], list[list[int]]], workdir: Path,
+                 chunk: int = 4096) -> Corpus:
+    """The corpus in the final ids `encode_batch` gives a chunk of lines (a subword tokenizer's,
+    which encodes many lines at once); lines it gives no ids are left out."""
+    path = workdir / "train.ids"
+    lengths: list[int] = []
+
+    def flush(out, texts: list[str]) -> None:
+        encoded = [ids for ids in encode_batch(texts) if ids]
+        lengths.extend(map(len, encoded))
+        if encoded:
+            out.write(np.concatenate([np.asarray(ids, dtype=np.int32) for ids in encoded]).tobytes())
+
+    with open(path, "wb") as out:
+        texts: list[str] = []
+        for line in lines:
+            texts.append(line)
+            if len(texts) == chunk:
+                flush(out, texts)
+                texts = []
+        flush(out, texts)
+    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    return Corpus(_mapped(path, int(starts[-1])), starts)
+
+
 def remap(corpus: Corpus, new_ids: np.ndarray, workdir: Path) -> Corpus:
     """The corpus with each id `i` replaced by `new_ids[i]`; ids mapped to -1 are dropped, and so are
     sentences left empty."""

@@ -10,15 +10,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dlcli.text import ngrams, vocab
+from dlcli.text import byte_bpe, ngrams, vocab
 
 
 class Vocabulary(Protocol):
-    """What every vocabulary type offers (ids 0 = padding, 1 = unknown; BOS/EOS ids or None)."""
+    """What every vocabulary type offers (ids 0 = padding, 1 = unknown; BOS/EOS ids or None),
+    except byte-level BPE: nothing is unknown to it (unk_id None) and it pads with end-of-text."""
 
     kind: str
     pad_id: int
-    unk_id: int
+    unk_id: int | None
     bos_id: int | None
     eos_id: int | None
 
@@ -43,6 +44,7 @@ TYPES: dict[str, VocabType] = {
     "char": VocabType(vocab.build_char_vocab, vocab.token_vocab_from_dict),
     "bpe": VocabType(vocab.build_bpe_vocab, vocab.subword_vocab_from_dict),
     "wordpiece": VocabType(vocab.build_wordpiece_vocab, vocab.subword_vocab_from_dict),
+    "byte_bpe": VocabType(byte_bpe.build_byte_bpe_vocab, byte_bpe.byte_bpe_from_dict),
     "ngrams": VocabType(ngrams.build_ngram_vocab, ngrams.ngram_vocab_from_dict),
 }
 

@@ -69,10 +69,11 @@ def test_data_vectors_initialise_every_word_model(cli, dataset, start_weights, n
     assert_ok(result)
     assert result.json()["steps"] == 2
     index = api.load_model(out).task.vocab.index
-    got, want = rows_of(start_weights["embedding.weight"], index, vectors)
+    table = start_weights["gpt.token.weight" if name == "gpt" else "embedding.weight"]  # gpt: its token embedding
+    got, want = rows_of(table, index, vectors)
     assert len(got) == len(IN_FILE) - 1  # "RED" and "red" share a row; the first entry wins
     assert torch.equal(got, want)
-    assert start_weights["embedding.weight"][index["dog"]].abs().sum() > 0  # not in the file: a random start
+    assert table[index["dog"]].abs().sum() > 0  # not in the file: a random start
 
 
 @pytest.mark.parametrize("mode", ["static", "non_static", "multichannel"])

@@ -65,7 +65,8 @@ def test_forward_loss_backward(task, name):
     assert all(p.grad is not None for p in model.parameters())
     grad = embedding_of(model).weight.grad
     assert grad is not None and grad.abs().sum() > 0
-    assert grad[PAD].abs().sum() == 0  # padding never learns
+    if name != "gpt":  # a gpt reads the padding id as the token its texts start after (<|endoftext|>)
+        assert grad[PAD].abs().sum() == 0  # padding never learns
 
 
 @pytest.mark.parametrize(("task", "name"), MODELS)

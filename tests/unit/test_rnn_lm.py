@@ -88,7 +88,9 @@ def write(path, lines) -> TextFile:
 def task_over(tmp_path, lines, batch_size=2, bptt=3, **vocab) -> LMTask:
     recipe = SimpleNamespace(data=LMData(bptt=bptt), train=SimpleNamespace(batch_size=batch_size))
     knobs = {"pattern": r"\S+", **vocab}
-    return LMTask.from_records(recipe, {"vocab": (None, knobs)}, write(tmp_path / "train.txt", lines), None)
+    task = LMTask.from_records(recipe, {"vocab": (None, knobs)}, write(tmp_path / "train.txt", lines), None)
+    task.prepare_model(SimpleNamespace(context_length=None))  # a recurrent model: streams
+    return task
 
 
 def test_the_corpus_unk_is_the_vocabulary_unknown_and_never_a_second_word(tmp_path):
@@ -143,6 +145,8 @@ def test_ranks_each_walk_their_own_streams(tmp_path, monkeypatch):
 
 class Spy(torch.nn.Module):
     """The model, recording the state each forward pass starts from."""
+
+    context_length = None
 
     def __init__(self, model):
         super().__init__()
