@@ -12,6 +12,7 @@ from dlcli import recipe as recipe_module
 from dlcli.errors import RecipeError
 from dlcli.models import rnn
 from dlcli.models.attn_lstm import AttentionBiLSTM
+from dlcli.models.bert import BERT
 from dlcli.models.charcnn import CharCNN
 from dlcli.models.fasttext import FastText
 from dlcli.models.glove import GloVe
@@ -33,11 +34,12 @@ from dlcli.tasks.classify import ClassifyTask
 from dlcli.tasks.detect_faces import DetectFacesTask
 from dlcli.tasks.embed import EmbedTask
 from dlcli.tasks.lm import LMTask
+from dlcli.tasks.mlm import MLMTask
 from dlcli.tasks.tag import TagTask
 from dlcli.text import vocabularies
 
 TASKS: dict[str, type] = {"classify": ClassifyTask, "tag": TagTask, "detect_faces": DetectFacesTask,
-                          "embed": EmbedTask, "lm": LMTask}
+                          "embed": EmbedTask, "lm": LMTask, "mlm": MLMTask}
 
 # task -> model type -> builder. Builders take data-derived sizes positionally (as many as the
 # task's `model_positional`) and recipe knobs keyword-only.
@@ -52,6 +54,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "detect_faces": {"mtcnn": MTCNN},
     "embed": {"word2vec": Word2Vec, "glove": GloVe, "vectors": StaticVectors},
     "lm": {"rnn_lm": RNNLanguageModel, "gpt": GPT},
+    "mlm": {"bert": BERT},
 }
 
 # train.optimizer types that run a model's own training kernel -> the (task, model type) pairs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-KINDS = ("gpt2", "mtcnn", "vectors")
+KINDS = ("bert", "gpt2", "mtcnn", "vectors")
 
 EXAMPLES = """Examples:
 
@@ -17,12 +17,14 @@ EXAMPLES = """Examples:
   dlcli convert vectors glove.6B.100d.txt -o glove100.pt
 
   dlcli convert gpt2 ~/models/gpt2 -o gpt2.pt
+
+  dlcli convert bert ~/models/all-MiniLM-L6-v2 -o minilm.pt
 """
 
 
 def convert_command(
-    kind: str = typer.Argument(..., metavar="KIND", help="What the weights are: gpt2 (a Hugging Face GPT-2 "
-                               "folder), mtcnn (the original MTCNN face "
+    kind: str = typer.Argument(..., metavar="KIND", help="What the weights are: bert (a Hugging Face BERT "
+                               "folder), gpt2 (a Hugging Face GPT-2 folder), mtcnn (the original MTCNN face "
                                "detector: P-Net, R-Net and O-Net), vectors (word vectors: word2vec text or "
                                "binary, GloVe text, fastText .vec)."),
     paths: list[str] = typer.Argument(..., metavar="PATH...", help="Weight files, or folders holding them."),
@@ -43,12 +45,19 @@ def convert_command(
     gpt2 reads a Hugging Face GPT-2 folder (config.json, vocab.json, merges.txt, and
     model.safetensors or pytorch_model.bin, the latter loaded with weights_only) and makes a
     language model checkpoint for `dlcli generate`, `dlcli evaluate` and `dlcli predict`.
+
+    bert reads a Hugging Face BERT folder (config.json, tokenizer.json or vocab.txt, and
+    model.safetensors or pytorch_model.bin) and makes an encoder checkpoint (task mlm) for
+    `dlcli embed` and `dlcli evaluate`; a sentence-transformers folder's pooling, normalisation
+    and maximum length become `dlcli embed`'s defaults. The summary's "notes" say what was
+    initialised or left out.
     """
     import difflib
     from pathlib import Path
 
     from dlcli import checkpoint
     from dlcli.cli._io import write_json
+    from dlcli.convert.bert import convert_bert
     from dlcli.convert.gpt2 import convert_gpt2
     from dlcli.convert.mtcnn import convert_mtcnn
     from dlcli.convert.vectors import convert_vectors
@@ -58,8 +67,10 @@ def convert_command(
         close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.5)
         raise RecipeError(f"convert: unknown kind {kind!r}",
                           f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(KINDS)}")
-    payload = {"gpt2": convert_gpt2, "mtcnn": convert_mtcnn, "vectors": convert_vectors}[kind]([Path(p) for p in paths])
+    converters = {"bert": convert_bert, "gpt2": convert_gpt2, "mtcnn": convert_mtcnn, "vectors": convert_vectors}
+    payload = converters[kind]([Path(p) for p in paths])
     checkpoint.save(out, payload)
     parameters = sum(t.numel() for t in payload["state_dict"].values())
     write_json({"checkpoint": out, "task": payload["task"], "model": payload["model"]["type"],
-                "converted_from": payload["converted_from"], "parameters": parameters})
+                "converted_from": payload["converted_from"], "parameters": parameters,
+                **({"notes": payload["notes"]} if payload.get("notes") else {})})

@@ -2,10 +2,9 @@
 
 The folder is what `save_pretrained` and the Hub hold: config.json, vocab.json + merges.txt (the
 byte-level BPE tokenizer), and the weights as model.safetensors or pytorch_model.bin. Neither
-transformers nor safetensors is needed: safetensors is a small format (an 8-byte little-endian
-header length, a JSON header of name -> dtype, shape and data offsets, then the raw little-endian
-data), read here; pytorch_model.bin is read with `torch.load(weights_only=True)`, which builds
-tensors and plain values only, so no code from the file runs.
+transformers nor safetensors is needed: dlcli/convert/safetensors_reader.py reads safetensors
+itself, and pytorch_model.bin with `torch.load(weights_only=True)`, which builds tensors and plain
+values only, so no code from the file runs.
 
 dlcli's GPT (dlcli/models/gpt.py) is GPT-2's layout under other names. GPT-2's linear layers are
 `Conv1D`s, their weights stored (in, out): they are transposed to nn.Linear's (out, in). The
@@ -19,18 +18,15 @@ float32 when training in half precision, so it is accepted.
 from __future__ import annotations
 
 import json
-import math
-import pickle
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from dlcli.convert.safetensors_reader import SAFETENSORS, TORCH_BIN, read_safetensors, read_torch_bin, weights_file
 from dlcli.errors import DataError
 
 CONFIG, VOCAB, MERGES = "config.json", "vocab.json", "merges.txt"
-SAFETENSORS, TORCH_BIN = "model.safetensors", "pytorch_model.bin"
 FOLDER_HINT = (f"give a GPT-2 folder as save_pretrained or the Hub writes it: {CONFIG}, {VOCAB}, {MERGES}, "
                f"and {SAFETENSORS} or {TORCH_BIN}")
 # GPT-2's activation_function -> dlcli's (gelu_new is the tanh approximation)
@@ -47,8 +43,6 @@ BLOCK = {"ln_1": ("norm1", False), "attn.c_attn": ("attn.qkv", True), "attn.c_pr
 TOP = {"wte.weight": "token.weight", "wpe.weight": "position.weight", "ln_f.weight": "norm.weight",
        "ln_f.bias": "norm.bias"}
 BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")  # causal masks, not weights
-SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
-MAX_HEADER = 100 << 20
 
 
 def convert_gpt2(paths: list[Path]) -> dict:
@@ -171,64 +165,7 @@ def _recipe(kwargs: dict, vocab_size: int) -> tuple[dict, dict]:
 # ---------------------------------------------------------------- weights
 
 def _weights_file(folder: Path) -> Path:
-    for name in (SAFETENSORS, TORCH_BIN):
-        if (folder / name).is_file():
-            return folder / name
-    sharded = [p.name for p in folder.glob("*.index.json")]
-    hint = (f"{', '.join(sharded)}: sharded weights are not read; save the model in one file "
-            f"(save_pretrained(..., max_shard_size='100GB'))" if sharded else FOLDER_HINT)
-    raise DataError(f"{folder}: no {SAFETENSORS} or {TORCH_BIN} (expected the model's weights)", hint)
-
-
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a .safetensors file (F32, F16; BF16 as float32), without the safetensors package."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        length = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if not 0 < length <= min(size - 8, MAX_HEADER):
-            raise DataError(f"{path}: not a safetensors file (its header length is {length}, the file {size} bytes)")
-        try:
-            header = json.loads(fh.read(length).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: not a safetensors file (its header is not JSON: {exc})") from None
-    if not isinstance(header, dict):
-        raise DataError(f"{path}: not a safetensors file (its header is not a JSON object)")
-    start = 8 + length
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=start) if size > start else np.zeros(0, np.uint8)
-    return {name: _safetensor(path, name, entry, data) for name, entry in header.items() if name != "__metadata__"}
-
-
-def _safetensor(path: Path, name: str, entry, data: np.ndarray) -> torch.Tensor:
-    if not isinstance(entry, dict) or entry.get("dtype") not in SAFETENSORS_DTYPES:
-        dtype = entry.get("dtype") if isinstance(entry, dict) else None
-        raise DataError(f"{path}: tensor {name} has dtype {dtype!r}; dlcli reads {', '.join(SAFETENSORS_DTYPES)}")
-    shape, offsets = entry.get("shape"), entry.get("data_offsets")
-    ints = isinstance(shape, list) and isinstance(offsets, list) and len(offsets) == 2 and all(
-        isinstance(n, int) and n >= 0 for n in (*shape, *offsets))
-    dtype = SAFETENSORS_DTYPES[entry["dtype"]]
-    if not ints or not offsets[0] <= offsets[1] <= len(data) or (
-            offsets[1] - offsets[0] != math.prod(shape) * dtype.itemsize):
-        raise DataError(f"{path}: tensor {name}: shape {shape} and data_offsets {offsets} do not fit the file "
-                        f"(truncated or damaged?)")
-    array = np.array(data[offsets[0]:offsets[1]]).view(dtype).reshape(shape)  # a copy: the file closes
-    if entry["dtype"] == "BF16":  # bfloat16 is float32's upper half
-        return torch.from_numpy((array.astype(np.uint32) << 16).view(np.float32))
-    return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=False))
-
-
-def read_torch_bin(path: Path) -> dict[str, torch.Tensor]:
-    """A torch state dict, loaded as tensors and plain values only (bfloat16 as float32)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise DataError(f"{path}: refused to load: the file holds objects that are not plain data",
-                        f"convert from {SAFETENSORS} instead, or from a file you trust saved with torch.save") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable torch weight file: {str(exc)[:200]}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError(f"{path}: not a state dict of tensors")
-    return {k: v.float() if v.dtype == torch.bfloat16 else v for k, v in state.items()}
+    return weights_file(folder, FOLDER_HINT)
 
 
 def gpt2_names(layers: int) -> dict[str, tuple[str, bool]]:

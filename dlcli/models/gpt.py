@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlcli.models.language_model import LanguageModelDefaults
+from dlcli.nn.init import normal_002
 
 ACTIVATIONS = {"gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "gelu": F.gelu, "relu": F.relu}
 
@@ -107,17 +108,10 @@ class GPT(LanguageModelDefaults, nn.Module):
         self.blocks = nn.ModuleList(Block(embedding_dim, num_heads, ffn_dim or 4 * embedding_dim, dropout, activation,
                                           layer_norm_eps) for _ in range(num_layers))
         self.norm = nn.LayerNorm(embedding_dim, eps=layer_norm_eps)
-        self.apply(self._init)
+        self.apply(normal_002)
         for block in self.blocks:  # each residual branch adds to the stream: keep the sum's variance flat
             for proj in (block.attn.proj, block.proj):
                 nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * num_layers))
-
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear):
-            nn.init.zeros_(module.bias)
 
     def hidden(self, ids: torch.Tensor, cache: KVCache | None = None, real: torch.Tensor | None = None) -> torch.Tensor:
         """The last LayerNorm's output (B, T, D) for ids (B, T). Without a cache the ids are whole

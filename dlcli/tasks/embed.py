@@ -31,6 +31,7 @@ from dlcli.text.vocab import PAD, UNK, TokenVocab, _ranked
 from dlcli.text.vocabularies import from_dict
 
 SPECIALS = 2  # ids 0 and 1 (padding, unknown) hold no word
+ENCODER_OPTIONS = {"pool": "--pool", "normalize": "--normalize", "tokens": "--tokens", "max_length": "--max-length"}
 
 
 def _kernel_only() -> RecipeError:
@@ -240,6 +241,12 @@ class EmbedTask(Task):
         return ev.similarity_report(vectors, index, split.items, self.vocab.lowercase)
 
     # ------------------------------------------------------------ prediction
+
+    def check_options(self, options: dict) -> None:
+        given = [flag for key, flag in ENCODER_OPTIONS.items() if options.get(key) not in (None, False)]
+        if given:
+            raise RecipeError(f"{given[0]} works on an encoder (a BERT: task mlm); this is a word-vectors model",
+                              "its options: --words, --neighbors, --analogy, --top-k, --restrict, --export")
 
     def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:
         """Per line: its vector (the mean of its known words'), or with option `words` one record

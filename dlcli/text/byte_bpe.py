@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from dlcli.text.hf_tokenizer import TokenizerVocab
+
 END_OF_TEXT = "<|endoftext|>"
 
 
@@ -22,34 +24,18 @@ def _tokenizer_parts():
     return pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
 
 
-class ByteBPEVocab:
+class ByteBPEVocab(TokenizerVocab):
     kind = "byte_bpe"
-    compilable = False
     unk_id = None
     bos_id = None
 
     def __init__(self, tokenizer_json: str, lowercase: bool = False):
-        from tokenizers import Tokenizer
-
-        self.tokenizer_json, self.lowercase = tokenizer_json, lowercase
-        self._tok = Tokenizer.from_str(tokenizer_json)
+        super().__init__(tokenizer_json)
+        self.lowercase = lowercase
         eos = self._tok.token_to_id(END_OF_TEXT)
         if eos is None:
             raise ValueError(f"the tokenizer has no {END_OF_TEXT} token")
         self.eos_id = self.pad_id = eos
-
-    @property
-    def size(self) -> int:
-        return self._tok.get_vocab_size()
-
-    def tokenize(self, text: str) -> list[str]:
-        return self._tok.encode(text, add_special_tokens=False).tokens
-
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
 
     def wrap(self, ids: Iterable[int]) -> list[int]:
         """`ids` followed by end-of-text (there is no beginning-of-text token)."""
@@ -61,9 +47,6 @@ class ByteBPEVocab:
 
     def decode_batch(self, batch: Iterable[Iterable[int]]) -> list[str]:
         return [self.decode(ids) for ids in batch]
-
-    def token_name(self, i: int) -> str:
-        return self._tok.id_to_token(int(i))
 
     def to_dict(self) -> dict:
         return {"type": self.kind, "size": self.size, "lowercase": self.lowercase,

@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dlcli.text import byte_bpe, ngrams, vocab
+from dlcli.text import byte_bpe, ngrams, vocab, wordpiece
 
 
 class Vocabulary(Protocol):
     """What every vocabulary type offers (ids 0 = padding, 1 = unknown; BOS/EOS ids or None),
-    except byte-level BPE: nothing is unknown to it (unk_id None) and it pads with end-of-text."""
+    except byte-level BPE: nothing is unknown to it (unk_id None) and it pads with end-of-text; and
+    BERT's WordPiece, whose specials have the ids its vocabulary gives them (BERT's: [UNK] 100)."""
 
     kind: str
     pad_id: int
@@ -45,6 +46,7 @@ TYPES: dict[str, VocabType] = {
     "bpe": VocabType(vocab.build_bpe_vocab, vocab.subword_vocab_from_dict),
     "wordpiece": VocabType(vocab.build_wordpiece_vocab, vocab.subword_vocab_from_dict),
     "byte_bpe": VocabType(byte_bpe.build_byte_bpe_vocab, byte_bpe.byte_bpe_from_dict),
+    "bert_wordpiece": VocabType(wordpiece.build_bert_wordpiece_vocab, wordpiece.bert_wordpiece_from_dict),
     "ngrams": VocabType(ngrams.build_ngram_vocab, ngrams.ngram_vocab_from_dict),
 }
 

@@ -204,7 +204,7 @@ def test_ngram_vocab_has_no_bos_eos():
 # The table of types
 
 def test_types_table_builds_and_reads_back_every_type():
-    assert set(TYPES) == {"word", "char", "bpe", "wordpiece", "byte_bpe", "ngrams"}
+    assert set(TYPES) == {"word", "char", "bpe", "wordpiece", "byte_bpe", "bert_wordpiece", "ngrams"}
     probe = ["the fox jumped over the lazy dog", "a zebra"]
     for name, kind in TYPES.items():
         build = kind.build
