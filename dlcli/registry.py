@@ -13,6 +13,7 @@ from dlcli.errors import RecipeError
 from dlcli.models import rnn
 from dlcli.models.attn_lstm import AttentionBiLSTM
 from dlcli.models.bert import BERT
+from dlcli.models.bert_classifier import BertClassifier
 from dlcli.models.charcnn import CharCNN
 from dlcli.models.fasttext import FastText
 from dlcli.models.glove import GloVe
@@ -48,7 +49,7 @@ MODELS: dict[str, dict[str, Any]] = {
         "mlp": MLPClassifier, "textcnn": TextCNN, "fasttext": FastText,
         "rnn": rnn.rnn, "lstm": rnn.lstm, "gru": rnn.gru, "bilstm": rnn.bilstm, "bigru": rnn.bigru,
         "attn_lstm": AttentionBiLSTM, "rcnn": RCNN, "charcnn": CharCNN, "transformer": TransformerClassifier,
-        "gpt": GPTClassifier,
+        "gpt": GPTClassifier, "bert": BertClassifier,
     },
     "tag": {"bilstm_crf": bilstm_crf, "bilstm_softmax": bilstm_softmax},
     "detect_faces": {"mtcnn": MTCNN},

@@ -24,7 +24,7 @@ LABELS = sorted(TOPICS)
 # Small values for whichever of these knobs a model builder takes; new models pick up what applies.
 TINY_KNOBS = {"embedding_dim": 8, "hidden_size": 8, "hidden_sizes": [8], "num_filters": 4, "kernel_sizes": [2, 3],
               "num_layers": 1, "num_heads": 2, "d_model": 8, "ff_size": 16, "latent_size": 8, "fc_size": 8,
-              "context_length": 16}
+              "context_length": 16, "max_position_embeddings": 32, "cls_id": 1, "sep_id": 2}
 TINY_TEXTCNN = {"type": "textcnn", "embedding_dim": 16, "kernel_sizes": [2, 3], "num_filters": 8, "dropout": 0.2}
 TINY_FASTTEXT = {"type": "fasttext", "embedding_dim": 16}
 

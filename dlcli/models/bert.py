@@ -70,7 +70,7 @@ class BERT(nn.Module):
     def __init__(self, vocab_size: int, *, hidden_size: int = 256, num_layers: int = 4, num_heads: int = 4,
                  intermediate_size: int | None = None, max_position_embeddings: int = 512, type_vocab_size: int = 2,
                  dropout: float = 0.1, attention_dropout: float = 0.1, activation: str = "gelu",
-                 layer_norm_eps: float = 1e-12):
+                 layer_norm_eps: float = 1e-12, pretraining_heads: bool = True):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation: {activation!r} is not one of {', '.join(ACTIVATIONS)}")
@@ -91,10 +91,11 @@ class BERT(nn.Module):
             Layer(hidden_size, num_heads, intermediate_size or 4 * hidden_size, dropout, attention_dropout,
                   activation, layer_norm_eps) for _ in range(num_layers))
         self.pooler = nn.Linear(hidden_size, hidden_size)
-        self.mlm_transform = nn.Linear(hidden_size, hidden_size)
-        self.mlm_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.mlm_bias = nn.Parameter(torch.zeros(vocab_size))
-        self.nsp = nn.Linear(hidden_size, 2)
+        if pretraining_heads:  # a fine-tuned encoder (models/bert_classifier.py) leaves them out
+            self.mlm_transform = nn.Linear(hidden_size, hidden_size)
+            self.mlm_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+            self.mlm_bias = nn.Parameter(torch.zeros(vocab_size))
+            self.nsp = nn.Linear(hidden_size, 2)
         self.act = ACTIVATIONS[activation]
         self.apply(normal_002)
 

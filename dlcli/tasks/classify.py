@@ -43,9 +43,9 @@ class ClassifyData(WordVectorsData):
     label_field: str = "label"
     multi_label: bool = False
     max_length: int | None = bounded(None, ge=1)  # longer texts are truncated (records say so: "truncated")
-    # a pretrained language model (task lm, e.g. a gpt) the classifier starts from: its tokenizer
-    # becomes the vocabulary (the recipe's vocab section is not used), its architecture and
-    # weights the model's (see models/gpt_classifier.py)
+    # a pretrained language model (a gpt, task lm; a bert, task mlm) the classifier starts from:
+    # its tokenizer becomes the vocabulary (the recipe's vocab section is not used), its
+    # architecture and weights the model's (see models/gpt_classifier.py, bert_classifier.py)
     init: str | None = checkpoint_ref()
     init_weights: bool = True  # false: data.init's tokenizer and architecture only, weights random (a baseline)
 
@@ -111,9 +111,9 @@ class ClassifyTask(Task):
         if len(labels) < 2 and not multi:
             raise DataError("the training data has fewer than two labels", "check data.label_column")
         if init is not None:
-            if init.data["task"] != "lm":
+            if init.data["task"] not in ("lm", "mlm"):
                 raise DataError(f"data.init: {init.path} is a {init.data['task']} model; a classifier starts from a "
-                                "pretrained language model (task lm)")
+                                "pretrained language model (task lm: gpt; task mlm: bert)")
             vocab = init.task.vocab
         else:
             vocab_builder, vocab_kwargs = vocabs["vocab"]
@@ -149,11 +149,13 @@ class ClassifyTask(Task):
         return f"{self.num_train:,} examples, {len(self.labels)} labels, vocabulary {self.vocab.size:,}"
 
     def model_kwargs(self, kwargs: dict) -> dict:
-        """The knobs a pretrained start (data.init) fixes, where the recipe leaves them out (None)."""
-        if self.init is None:
-            return kwargs
-        theirs = self.init.data["model"]["kwargs"]
-        return {k: theirs[k] if v is None and k in theirs else v for k, v in kwargs.items()}
+        """The knobs a pretrained start (data.init) fixes, and the ids of the vocabulary's own
+        special tokens (BERT's [CLS] and [SEP]), where the recipe leaves them out (None)."""
+        known = dict(self.init.data["model"]["kwargs"]) if self.init is not None else {}
+        for name in ("cls_id", "sep_id"):
+            if getattr(self.vocab, name, None) is not None:
+                known.setdefault(name, getattr(self.vocab, name))
+        return {k: known[k] if v is None and k in known else v for k, v in kwargs.items()}
 
     def prepare_model(self, model: ClassifierDefaults) -> None:
         """Learn the model's shortest input, give it the label frequencies, fill its embedding
@@ -162,7 +164,7 @@ class ClassifyTask(Task):
             kind = self.init.data["model"]["type"]
             if model.pretrained != kind:
                 raise RecipeError(f"data.init: {self.init.path} is a {kind} language model, and this classifier "
-                                  "cannot start from one", f"use model type {kind}" if kind == "gpt" else None)
+                                  "cannot start from one", f"use model type {kind}")
             if self.init_weights:
                 try:
                     model.start_from(self.init.model, self.init.data["model"]["kwargs"])

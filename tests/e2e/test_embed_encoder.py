@@ -173,3 +173,32 @@ def test_the_mlm_task_refuses_another_vocabulary(cli, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     assert_fails(train(cli, path, tmp_path / "m.pt"), 2, "vocab.type", "bert_wordpiece")
+
+
+def test_a_classifier_fine_tunes_from_the_converted_minilm(cli, minilm, tmp_path):
+    """data.init names the converted encoder: the classifier takes its WordPiece vocabulary, its
+    architecture and [CLS]/[SEP] ids, and starts from its weights (the pretraining heads left out)."""
+    import torch
+    from helpers import make_dataset
+
+    from dlcli import checkpoint
+
+    data = make_dataset(tmp_path)
+    still = data.recipe("still.yaml", model={"type": "bert", "pooling": "mean"}, data={"init": str(minilm)},
+                        train={"max_steps": 1, "batch_size": 8, "optimizer": {"type": "sgd", "lr": 0.0}})
+    out = tmp_path / "still.pt"
+    assert_ok(train(cli, still, out))
+    saved, encoder = checkpoint.load(out), checkpoint.load(minilm)
+    kwargs = saved["model"]["kwargs"]
+    assert (kwargs["hidden_size"], kwargs["num_layers"], kwargs["max_position_embeddings"]) == (384, 6, 512)
+    assert (kwargs["cls_id"], kwargs["sep_id"]) == (101, 102) and saved["vocab"]["type"] == "bert_wordpiece"
+    mine = {k.removeprefix("bert."): v for k, v in saved["state_dict"].items() if k.startswith("bert.")}
+    assert mine and all(torch.equal(v, encoder["state_dict"][k]) for k, v in mine.items())  # lr 0: unchanged
+    assert not any(k.startswith(("mlm_", "nsp")) for k in mine)
+    record = cli("classify", out, stdin=b"a sunny day in the park\n").records()[0]
+    assert record["label"] in {label for label, _ in data.dev_rows()}
+    tuned = data.recipe("tuned.yaml", model={"type": "bert", "pooling": "mean"}, data={"init": str(minilm)},
+                        train={"epochs": 2, "batch_size": 16, "optimizer": {"type": "adamw", "lr": 1.0e-4}})
+    result = train(cli, tuned, tmp_path / "tuned.pt")
+    assert_ok(result)
+    assert result.json()["best"] >= 0.8  # a sentence encoder separates the three topics at once

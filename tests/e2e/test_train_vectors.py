@@ -69,7 +69,8 @@ def test_data_vectors_initialise_every_word_model(cli, dataset, start_weights, n
     assert_ok(result)
     assert result.json()["steps"] == 2
     index = api.load_model(out).task.vocab.index
-    table = start_weights["gpt.token.weight" if name == "gpt" else "embedding.weight"]  # gpt: its token embedding
+    # a gpt's or bert's embedding is its encoder's token embedding
+    table = start_weights[{"gpt": "gpt.token.weight", "bert": "bert.token.weight"}.get(name, "embedding.weight")]
     got, want = rows_of(table, index, vectors)
     assert len(got) == len(IN_FILE) - 1  # "RED" and "red" share a row; the first entry wins
     assert torch.equal(got, want)

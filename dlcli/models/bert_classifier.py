@@ -1,0 +1,91 @@
+"""A BERT fine-tuned to classify (Devlin et al. 2019, section 4.1): [CLS] text [SEP] through the
+encoder, then dropout and a linear layer over the pooled output (`pooling: cls`, BERT's tanh
+pooler on [CLS]) or the mean of every position's state, [CLS] and [SEP] included (`mean`, the
+pooling sentence-transformers' models such as all-MiniLM-L6-v2 were trained with).
+
+The architecture knobs and the [CLS]/[SEP] ids default to None: a run that starts from a
+pretrained `bert` (`data.init`: an mlm checkpoint, trained or made by `dlcli convert bert`) takes
+them from it and its vocabulary (the classify task fills them in; `start_from` copies the
+weights, the pretraining heads left behind); without one the recipe gives the architecture and a
+bert_wordpiece vocabulary gives the ids.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dlcli.models.bert import BERT
+from dlcli.models.classifier import ClassifierDefaults
+
+POOLINGS = ("cls", "mean")
+ARCHITECTURE = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings",
+                "type_vocab_size", "activation", "layer_norm_eps")
+
+
+class BertClassifier(ClassifierDefaults, nn.Module):
+    pretrained = "bert"
+
+    def __init__(self, vocab_size: int, num_labels: int, pad_id: int, *, hidden_size: int | None = None,
+                 num_layers: int | None = None, num_heads: int | None = None, intermediate_size: int | None = None,
+                 max_position_embeddings: int | None = None, type_vocab_size: int = 2, activation: str = "gelu",
+                 layer_norm_eps: float = 1e-12, cls_id: int | None = None, sep_id: int | None = None,
+                 dropout: float = 0.1, pooling: str = "cls"):
+        super().__init__()
+        required = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
+                    "max_position_embeddings": max_position_embeddings, "cls_id": cls_id, "sep_id": sep_id}
+        missing = [k for k, v in required.items() if v is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: give them, or start from a pretrained bert (data.init) with "
+                             "its vocabulary")
+        if max_position_embeddings < 3:
+            raise ValueError(f"max_position_embeddings: at least 3 ([CLS], a token, [SEP]), "
+                             f"got {max_position_embeddings}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
+        self.kwargs = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
+                       "intermediate_size": intermediate_size or 4 * hidden_size,
+                       "max_position_embeddings": max_position_embeddings, "type_vocab_size": type_vocab_size,
+                       "activation": activation, "layer_norm_eps": layer_norm_eps}
+        self.bert = BERT(vocab_size, **self.kwargs, dropout=dropout, attention_dropout=dropout,
+                         pretraining_heads=False)
+        self.cls_id, self.sep_id, self.pad_id, self.pooling = cls_id, sep_id, pad_id, pooling
+        self.max_tokens = max_position_embeddings - 2
+        self.drop = nn.Dropout(dropout)
+        self.output = nn.Linear(hidden_size, num_labels)
+        nn.init.normal_(self.output.weight, std=0.02)
+        nn.init.zeros_(self.output.bias)
+
+    @property
+    def embedding(self) -> nn.Embedding:
+        """The token embedding (data.vectors fills it)."""
+        return self.bert.token
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ids, mask = ids[:, : self.max_tokens], mask[:, : self.max_tokens]  # the positions end here
+        B, T = ids.shape
+        lengths = mask.sum(1)
+        rows = torch.arange(B, device=ids.device)
+        x = torch.full((B, T + 2), self.pad_id, dtype=ids.dtype, device=ids.device)
+        x[:, 0] = self.cls_id
+        x[:, 1:T + 1] = ids.masked_fill(~mask, self.pad_id)
+        x[rows, lengths + 1] = self.sep_id
+        real = torch.arange(T + 2, device=ids.device) <= (lengths + 1)[:, None]
+        hidden = self.bert.encode(x, real)
+        if self.pooling == "cls":
+            pooled = self.bert.pooled(hidden)
+        else:
+            weights = real.to(hidden.dtype)[..., None]
+            pooled = (hidden * weights).sum(1) / weights.sum(1)
+        return self.output(self.drop(pooled))
+
+    def start_from(self, pretrained: nn.Module, kwargs: dict) -> None:
+        if not isinstance(pretrained, BERT):
+            raise ValueError(f"a bert classifier starts from a bert encoder, not a {type(pretrained).__name__}")
+        theirs = {**kwargs, "intermediate_size": kwargs.get("intermediate_size") or 4 * kwargs.get("hidden_size", 0)}
+        for key in ARCHITECTURE:
+            if key in theirs and theirs[key] != self.kwargs[key]:
+                raise ValueError(f"model.{key}: {self.kwargs[key]!r} differs from the pretrained model's "
+                                 f"{theirs[key]!r}")
+        mine = self.bert.state_dict()
+        self.bert.load_state_dict({k: v for k, v in pretrained.state_dict().items() if k in mine})
