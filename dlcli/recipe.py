@@ -112,6 +112,9 @@ class TrainConfig:
     metric: str | None = None  # dev metric that picks the best model; default: the task's own
     patience: int | None = bounded(None, ge=1)  # evaluations without improvement before stopping; null: never
     ema_decay: float | None = bounded(None, gt=0, lt=1)
+    # each layer of a pretrained encoder learns at this factor of the lr of the layer above it, the
+    # head at the full lr (layer-wise lr decay, Howard & Ruder 2018; Clark et al. 2020); null: one lr
+    layer_lr_decay: float | None = bounded(None, gt=0, le=1)
     deterministic: bool = False
 
 

@@ -51,7 +51,7 @@ def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, outputs: r
     model.to(placement.device)
 
     cfg = recipe.train
-    optimizer, scheduler = _optimization(parts, model, task.num_train, cfg, placement.world_size)
+    optimizer, scheduler = _optimization(parts, model, task, cfg, placement.world_size)
     resolved = parts.recipe_dict(recipe)
     resolved["model"] = {"type": recipe.model.type, **model_kwargs}  # as completed from the data
 
@@ -97,10 +97,16 @@ def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, outputs: r
     return summary
 
 
-def _optimization(parts: registry.Resolved, model, num_train: int, cfg, world_size: int):
-    steps_per_epoch = max(1, math.ceil(num_train / cfg.batch_size) // world_size)
+def _optimization(parts: registry.Resolved, model, task, cfg, world_size: int):
+    steps_per_epoch = max(1, math.ceil(task.num_train / cfg.batch_size) // world_size)
     total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
-    return registry.build_optimization(parts, model.parameters(), int(total), steps_per_epoch)
+    params = model.parameters()
+    if cfg.layer_lr_decay is not None:  # the top layer at the optimizer's lr, each one below at decay x
+        layers = task.layer_groups(model)
+        lr = parts.optimizer[1].get("lr", 1.0e-3)
+        params = [{"params": group, "lr": lr * cfg.layer_lr_decay ** (len(layers) - 1 - depth)}
+                  for depth, group in enumerate(layers) if group]
+    return registry.build_optimization(parts, params, int(total), steps_per_epoch)
 
 
 def _announcement(recipe: Recipe, task, model, placement) -> str:

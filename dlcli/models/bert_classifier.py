@@ -61,6 +61,14 @@ class BertClassifier(ClassifierDefaults, nn.Module):
         """The token embedding (data.vectors fills it)."""
         return self.bert.token
 
+    def layer_groups(self) -> list[list]:
+        """The embeddings, each encoder layer, then the pooler and the output layer."""
+        b = self.bert
+        embeddings = [*b.token.parameters(), *b.segment.parameters(), *b.position.parameters(),
+                      *b.embed_norm.parameters()]
+        return [embeddings, *(list(layer.parameters()) for layer in b.layers),
+                [*b.pooler.parameters(), *self.output.parameters()]]
+
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         ids, mask = ids[:, : self.max_tokens], mask[:, : self.max_tokens]  # the positions end here
         B, T = ids.shape

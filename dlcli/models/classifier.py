@@ -24,6 +24,11 @@ class ClassifierDefaults:
     def after_optimizer_step(self) -> None:
         """Called after each optimizer step (TextCNN's max-norm constraint)."""
 
+    def layer_groups(self) -> list[list] | None:
+        """The parameters in layers, input first, head last (train.layer_lr_decay), or None: the
+        model is one block."""
+        return None
+
     def extra_loss(self):
         """A loss the model adds to the task's, made by its last training forward pass (the GPT
         classifier's language-model objective), or None."""

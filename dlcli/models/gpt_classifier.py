@@ -69,6 +69,12 @@ class GPTClassifier(ClassifierDefaults, nn.Module):
         """The token embedding (data.vectors fills it)."""
         return self.gpt.token
 
+    def layer_groups(self) -> list[list]:
+        """The embeddings, each block, then the final LayerNorm and the output layer."""
+        g = self.gpt
+        return [[*g.token.parameters(), *g.position.parameters()], *(list(block.parameters()) for block in g.blocks),
+                [*g.norm.parameters(), *self.output.parameters()]]
+
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         ids, mask = ids[:, : self.max_tokens], mask[:, : self.max_tokens]  # the positions end here
         B, T = ids.shape

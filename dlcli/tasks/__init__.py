@@ -89,6 +89,12 @@ class Task(Protocol):
         checkpoint stores what this returns."""
         return kwargs
 
+    def layer_groups(self, model) -> list[list]:
+        """The model's parameters in layers, the input's first and the output's last, for
+        `train.layer_lr_decay`; a task whose models declare none refuses the key."""
+        raise RecipeError(f"train.layer_lr_decay: the {self.name} task's models declare no layers",
+                          "remove train.layer_lr_decay")
+
     def prepare_model(self, model) -> None:
         """Before training: start the model from what the data gives (pretrained vectors, label
         frequencies, earlier nets) and learn what the task needs to know of it."""

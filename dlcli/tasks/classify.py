@@ -148,6 +148,13 @@ class ClassifyTask(Task):
     def describe(self) -> str:
         return f"{self.num_train:,} examples, {len(self.labels)} labels, vocabulary {self.vocab.size:,}"
 
+    def layer_groups(self, model: ClassifierDefaults) -> list[list]:
+        layers = model.layer_groups()
+        if layers is None:
+            raise RecipeError("train.layer_lr_decay: this classifier is not built in layers",
+                              "use it with a gpt or bert classifier, or remove it")
+        return layers
+
     def model_kwargs(self, kwargs: dict) -> dict:
         """The knobs a pretrained start (data.init) fixes, and the ids of the vocabulary's own
         special tokens (BERT's [CLS] and [SEP]), where the recipe leaves them out (None)."""
