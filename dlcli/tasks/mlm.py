@@ -312,6 +312,7 @@ class MLMTask(Task):
             raise RecipeError("; ".join(errors))
 
     @torch.inference_mode()
+    @torch.inference_mode()
     def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:
         """Records {"id", "text", "vector"}, or with `tokens` {"id", "text", "tokens", "vectors"}
         ([CLS] and [SEP] included); "truncated" {"length", "kept"} when a line was cut."""
