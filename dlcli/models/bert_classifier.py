@@ -16,11 +16,10 @@ import torch
 from torch import nn
 
 from dlcli.models.bert import BERT
-from dlcli.models.classifier import ClassifierDefaults
+from dlcli.models.classifier import ClassifierDefaults, check_same_architecture
+from dlcli.nn.pooling import masked_mean
 
 POOLINGS = ("cls", "mean")
-ARCHITECTURE = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings",
-                "type_vocab_size", "activation", "layer_norm_eps")
 
 
 class BertClassifier(ClassifierDefaults, nn.Module):
@@ -43,11 +42,11 @@ class BertClassifier(ClassifierDefaults, nn.Module):
                              f"got {max_position_embeddings}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
-        self.kwargs = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
+        self.architecture = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
                        "intermediate_size": intermediate_size or 4 * hidden_size,
                        "max_position_embeddings": max_position_embeddings, "type_vocab_size": type_vocab_size,
                        "activation": activation, "layer_norm_eps": layer_norm_eps}
-        self.bert = BERT(vocab_size, **self.kwargs, dropout=dropout, attention_dropout=dropout,
+        self.bert = BERT(vocab_size, **self.architecture, dropout=dropout, attention_dropout=dropout,
                          pretraining_heads=False)
         self.cls_id, self.sep_id, self.pad_id, self.pooling = cls_id, sep_id, pad_id, pooling
         self.max_tokens = max_position_embeddings - 2
@@ -83,17 +82,13 @@ class BertClassifier(ClassifierDefaults, nn.Module):
         if self.pooling == "cls":
             pooled = self.bert.pooled(hidden)
         else:
-            weights = real.to(hidden.dtype)[..., None]
-            pooled = (hidden * weights).sum(1) / weights.sum(1)
+            pooled = masked_mean(hidden, real)
         return self.output(self.drop(pooled))
 
     def start_from(self, pretrained: nn.Module, kwargs: dict) -> None:
         if not isinstance(pretrained, BERT):
             raise ValueError(f"a bert classifier starts from a bert encoder, not a {type(pretrained).__name__}")
-        theirs = {**kwargs, "intermediate_size": kwargs.get("intermediate_size") or 4 * kwargs.get("hidden_size", 0)}
-        for key in ARCHITECTURE:
-            if key in theirs and theirs[key] != self.kwargs[key]:
-                raise ValueError(f"model.{key}: {self.kwargs[key]!r} differs from the pretrained model's "
-                                 f"{theirs[key]!r}")
+        check_same_architecture(self.architecture, {**kwargs, "intermediate_size": kwargs.get("intermediate_size")
+                                              or 4 * kwargs.get("hidden_size", 0)})
         mine = self.bert.state_dict()
         self.bert.load_state_dict({k: v for k, v in pretrained.state_dict().items() if k in mine})

@@ -7,6 +7,14 @@ the task reads these attributes instead of asking a model what it can do.
 from __future__ import annotations
 
 
+def check_same_architecture(ours: dict, theirs: dict) -> None:
+    """Refuse a pretrained model (builder kwargs `theirs`) whose architecture differs from ours
+    (`ours`: the knobs that fix the weights' shapes), naming the first knob that differs."""
+    for key, value in ours.items():
+        if key in theirs and theirs[key] != value:
+            raise ValueError(f"model.{key}: {value!r} differs from the pretrained model's {theirs[key]!r}")
+
+
 class ClassifierDefaults:
     min_length = 1  # inputs are padded to at least this many tokens (TextCNN: its widest window)
     output_activation = "softmax"  # "sigmoid": one independent probability per label (fastText's ova)

@@ -22,12 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcli.models.classifier import ClassifierDefaults
+from dlcli.models.classifier import ClassifierDefaults, check_same_architecture
 from dlcli.models.gpt import GPT
+from dlcli.nn.pooling import masked_mean
 
 POOLINGS = ("last", "mean")
-ARCHITECTURE = ("context_length", "embedding_dim", "num_layers", "num_heads", "ffn_dim", "activation",
-                "layer_norm_eps")
 
 
 class GPTClassifier(ClassifierDefaults, nn.Module):
@@ -51,7 +50,7 @@ class GPTClassifier(ClassifierDefaults, nn.Module):
         self.gpt = GPT(vocab_size, context_length=context_length, embedding_dim=embedding_dim, num_layers=num_layers,
                        num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout, activation=activation,
                        layer_norm_eps=layer_norm_eps)
-        self.kwargs = {"context_length": context_length, "embedding_dim": embedding_dim, "num_layers": num_layers,
+        self.architecture = {"context_length": context_length, "embedding_dim": embedding_dim, "num_layers": num_layers,
                        "num_heads": num_heads, "ffn_dim": ffn_dim or 4 * embedding_dim, "activation": activation,
                        "layer_norm_eps": layer_norm_eps}
         self.end_id = pad_id
@@ -90,8 +89,7 @@ class GPTClassifier(ClassifierDefaults, nn.Module):
         if self.pooling == "last":  # an empty text: the end token's state
             pooled = h[torch.arange(B, device=ids.device), lengths]
         else:
-            weights = torch.cat([(lengths == 0)[:, None], mask], 1).to(h.dtype)  # an empty text: the end token
-            pooled = (h * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
+            pooled = masked_mean(h, torch.cat([(lengths == 0)[:, None], mask], 1))  # an empty text: the end token
         return self.output(self.drop(pooled))
 
     def extra_loss(self) -> torch.Tensor | None:
@@ -101,9 +99,6 @@ class GPTClassifier(ClassifierDefaults, nn.Module):
     def start_from(self, pretrained: nn.Module, kwargs: dict) -> None:
         if not isinstance(pretrained, GPT):
             raise ValueError(f"a gpt classifier starts from a gpt language model, not a {type(pretrained).__name__}")
-        theirs = {**kwargs, "ffn_dim": kwargs.get("ffn_dim") or 4 * kwargs.get("embedding_dim", 0)}
-        for key in ARCHITECTURE:
-            if key in theirs and theirs[key] != self.kwargs[key]:
-                raise ValueError(f"model.{key}: {self.kwargs[key]!r} differs from the pretrained model's "
-                                 f"{theirs[key]!r}")
+        check_same_architecture(self.architecture, {**kwargs, "ffn_dim": kwargs.get("ffn_dim")
+                                              or 4 * kwargs.get("embedding_dim", 0)})
         self.gpt.load_state_dict(pretrained.state_dict())

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
+from dlcli.nn.pooling import masked_mean
 from dlcli.recipe import bounded, check_bounds, choice
 from dlcli.tasks import DataSection, PredictSection, Task
 from dlcli.text.batching import pad, shuffled_batches
@@ -345,8 +346,7 @@ class MLMTask(Task):
                             "vectors": _rounded(row[real])})
             return out
         if options.get("pool", "cls") == "mean":
-            weights = mask.to(hidden.dtype)[:, :, None]
-            vectors = (hidden * weights).sum(1) / weights.sum(1)
+            vectors = masked_mean(hidden, mask)
         else:
             vectors = hidden[:, 0]
         if options.get("normalize"):
