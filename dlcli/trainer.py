@@ -42,6 +42,8 @@ class Progress:
     bad_evals: int = 0
     done: bool = False
     history: list = field(default_factory=list)
+    loss_sum: float = 0.0  # the training loss since the last metrics log record, and its steps
+    loss_steps: int = 0
 
 
 class Trainer:
@@ -82,8 +84,8 @@ class Trainer:
             "step": self.step.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "task": self.task.train_state(),
-            "progress": {k: getattr(p, k) for k in
-                         ("epoch", "step_in_epoch", "global_step", "best", "best_step", "bad_evals", "done")},
+            "progress": {k: getattr(p, k) for k in ("epoch", "step_in_epoch", "global_step", "best", "best_step",
+                                                    "bad_evals", "done", "loss_sum", "loss_steps")},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -169,6 +171,7 @@ class Trainer:
             torch.manual_seed(step_seed)
         self.model.train()
         value = self.step(indices, self._lr(), self._check_finite)
+        p.loss_sum, p.loss_steps = p.loss_sum + value, p.loss_steps + 1
         if not steps_on_metric(self.scheduler):
             self.scheduler.step()
         self.task.after_step(self.model)
@@ -189,6 +192,9 @@ class Trainer:
     def _evaluate_and_save(self) -> None:
         p = self.progress
         record = {"epoch": p.epoch, "step": p.global_step, "lr": self._lr()}
+        if p.loss_steps:  # the mean training loss since the previous record (on rank 0)
+            record["train_loss"] = p.loss_sum / p.loss_steps
+            p.loss_sum, p.loss_steps = 0.0, 0
         if self.task.has_dev:
             metrics = self._evaluate()
             score = metrics[self.metric]

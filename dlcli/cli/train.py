@@ -9,7 +9,7 @@ import typer
 
 EXAMPLES = """Examples:
 
-  dlcli train recipes/quickstart.yaml --out runs/quickstart.pt
+  dlcli train recipes/quickstart.yaml --out runs/quickstart.pt --plot
 
   DLCLI_DATA_DIR=../shared/datasets dlcli train classify/textcnn_trec --set train.epochs=5 --overwrite
 
@@ -36,11 +36,15 @@ def train_command(
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for training (torch's and the "
                                 "lock-free kernels') [default: $OMP_NUM_THREADS if set, else every core]. "
                                 "On cores that other jobs use too, 1 is often several times faster."),
+    plot: bool = typer.Option(False, "--plot", help="Also draw the training loss and dev metric curves into "
+                              "<out stem>.metrics.png beside the checkpoint (needs matplotlib: "
+                              "pip install 'dlcli[plot]')."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or messages on stderr."),
 ):
     """Train a model from a YAML recipe and write one self-describing checkpoint.
 
-    Prints a JSON summary on stdout: {"checkpoint", "metric", "best", "best_step", "steps", "epochs"}.
+    Prints a JSON summary on stdout: {"checkpoint", "metric", "best", "best_step", "steps", "epochs"}
+    (and "plot", the picture's path, with --plot).
     Ctrl-C saves a resumable state and exits 130; continue with --resume.
 
     What is at --out is never lost by accident. A new run refuses (exit 2) to start where an earlier
@@ -56,6 +60,10 @@ def train_command(
     from dlcli.cli.recipes import resolve_recipe
 
     path = resolve_recipe(recipe)
+    if plot:  # before training: a missing package must not cost a run
+        from dlcli.plots import require_matplotlib
+
+        require_matplotlib("--plot")
     if threads is not None:
         import torch
 
@@ -63,4 +71,17 @@ def train_command(
     summary = api.train(path, overrides=overrides, out=out, device=device, data_dir=data_dir,
                         resume=resume, overwrite=overwrite, console=console(quiet))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary from rank 0
+        if plot:
+            summary["plot"] = str(_plot_run(Path(summary["checkpoint"]), summary["metric"], console(quiet)))
         write_json(summary)  # valid UTF-8 even for a file name that is not (files.safe_json)
+
+
+def _plot_run(checkpoint_path: Path, metric: str, messages) -> Path:
+    """The run's metrics log (all of it, across --resume) drawn beside the checkpoint."""
+    from dlcli import checkpoint, plots
+
+    log = plots.read_metrics_log(checkpoint.sidecar(checkpoint_path, "metrics.jsonl"))
+    picture = plots.plot_history(log, checkpoint.sidecar(checkpoint_path, "metrics.png"), title=checkpoint_path.name,
+                                 metric=metric)
+    messages.print(f"wrote {picture}", markup=False, soft_wrap=True)
+    return picture
