@@ -245,6 +245,8 @@ def describe(data: dict) -> dict:
     out = {k: v for k, v in data.items() if k not in ("state_dict", "vocab")}
     state = data.get("state_dict", {})
     out["parameters"] = int(sum(t.numel() for t in state.values() if hasattr(t, "numel")))
-    vocab = data.get("vocab") or {}
-    out["vocab"] = {k: v for k, v in vocab.items() if k in ("type", "size", "lowercase")}
+    out["vocab"] = data.get("vocab") or {}
+    for key, value in out.items():  # vocabularies (a seq2seq model's source_vocab too): their size, not their tokens
+        if key.endswith("vocab") and isinstance(value, dict):
+            out[key] = {k: v for k, v in value.items() if k in ("type", "size", "lowercase")}
     return out

@@ -14,7 +14,9 @@ from dlcli.models import rnn
 from dlcli.models.attn_lstm import AttentionBiLSTM
 from dlcli.models.bert import BERT
 from dlcli.models.bert_classifier import BertClassifier
+from dlcli.models.bert_tagger import BertTagger
 from dlcli.models.charcnn import CharCNN
+from dlcli.models.elmo import ELMo
 from dlcli.models.fasttext import FastText
 from dlcli.models.glove import GloVe
 from dlcli.models.gpt import GPT
@@ -23,9 +25,11 @@ from dlcli.models.mlp import MLPClassifier
 from dlcli.models.mtcnn import MTCNN
 from dlcli.models.rcnn import RCNN
 from dlcli.models.rnn_lm import RNNLanguageModel
+from dlcli.models.rnn_seq2seq import RNNSeq2Seq
 from dlcli.models.tagger import bilstm_crf, bilstm_softmax
 from dlcli.models.textcnn import TextCNN
 from dlcli.models.transformer import TransformerClassifier
+from dlcli.models.transformer_seq2seq import TransformerSeq2Seq
 from dlcli.models.word2vec import StaticVectors, Word2Vec
 from dlcli.recipe import Component, Recipe, bind_kwargs
 from dlcli.schedules import OPTIMIZERS as TORCH_OPTIMIZERS
@@ -36,11 +40,13 @@ from dlcli.tasks.detect_faces import DetectFacesTask
 from dlcli.tasks.embed import EmbedTask
 from dlcli.tasks.lm import LMTask
 from dlcli.tasks.mlm import MLMTask
+from dlcli.tasks.seq2seq import Seq2SeqTask
 from dlcli.tasks.tag import TagTask
 from dlcli.text import vocabularies
 
 TASKS: dict[str, type] = {"classify": ClassifyTask, "tag": TagTask, "detect_faces": DetectFacesTask,
-                          "embed": EmbedTask, "lm": LMTask, "mlm": MLMTask}
+                          "embed": EmbedTask, "lm": LMTask, "mlm": MLMTask,
+                          "seq2seq": Seq2SeqTask}
 
 # task -> model type -> builder. Builders take data-derived sizes positionally (as many as the
 # task's `model_positional`) and recipe knobs keyword-only.
@@ -51,11 +57,12 @@ MODELS: dict[str, dict[str, Any]] = {
         "attn_lstm": AttentionBiLSTM, "rcnn": RCNN, "charcnn": CharCNN, "transformer": TransformerClassifier,
         "gpt": GPTClassifier, "bert": BertClassifier,
     },
-    "tag": {"bilstm_crf": bilstm_crf, "bilstm_softmax": bilstm_softmax},
+    "tag": {"bilstm_crf": bilstm_crf, "bilstm_softmax": bilstm_softmax, "bert": BertTagger},
     "detect_faces": {"mtcnn": MTCNN},
     "embed": {"word2vec": Word2Vec, "glove": GloVe, "vectors": StaticVectors},
-    "lm": {"rnn_lm": RNNLanguageModel, "gpt": GPT},
+    "lm": {"rnn_lm": RNNLanguageModel, "gpt": GPT, "elmo": ELMo},
     "mlm": {"bert": BERT},
+    "seq2seq": {"rnn_seq2seq": RNNSeq2Seq, "transformer_seq2seq": TransformerSeq2Seq},
 }
 
 # train.optimizer types that run a model's own training kernel -> the (task, model type) pairs

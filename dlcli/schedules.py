@@ -41,6 +41,19 @@ def warmup_cosine(optimizer, total_steps: int, steps_per_epoch: int, *, warmup_s
     return LambdaLR(optimizer, factor)
 
 
+def inverse_sqrt(optimizer, total_steps: int, steps_per_epoch: int, *, warmup_steps: int = 4000):
+    """Linear warm-up to lr over warmup_steps, then lr x sqrt(warmup_steps / step): the
+    Transformer's schedule (Vaswani et al. 2017, eq. 3) with the recipe's lr as its peak."""
+    if warmup_steps < 1:
+        raise ValueError(f"warmup_steps must be at least 1, got {warmup_steps}")
+
+    def factor(step: int) -> float:
+        step += 1
+        return min(step / warmup_steps, math.sqrt(warmup_steps / step))
+
+    return LambdaLR(optimizer, factor)
+
+
 def inverse_time(optimizer, total_steps: int, steps_per_epoch: int, *, decay_rate: float = 1.0,
                  decay_steps: int | None = None):
     """lr / (1 + decay_rate * step / decay_steps); decay_steps defaults to one epoch."""
@@ -89,6 +102,7 @@ SCHEDULES = {
     "constant": constant,
     "warmup_linear": warmup_linear,
     "warmup_cosine": warmup_cosine,
+    "inverse_sqrt": inverse_sqrt,
     "inverse_time": inverse_time,
     "step": step,
     "step_after": step_after,

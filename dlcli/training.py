@@ -52,7 +52,7 @@ def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, outputs: r
 
     cfg = recipe.train
     optimizer, scheduler = _optimization(parts, model, task, cfg, placement.world_size)
-    resolved = parts.recipe_dict(recipe)
+    resolved = task.stored_recipe(parts.recipe_dict(recipe))
     resolved["model"] = {"type": recipe.model.type, **model_kwargs}  # as completed from the data
 
     state = _read_state(outputs.state, resolved) if resume else None

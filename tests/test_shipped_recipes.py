@@ -80,7 +80,8 @@ def test_recipe_smoke_trains(path, tmp_path):
         resolve_data_path(load_recipe(path).data.train, root, path.parent)
     except DataError as exc:
         pytest.skip(f"data not present: {exc.message}")
-    init = getattr(load_recipe(path).data, "init", None)  # recipes that start from another checkpoint
+    data = load_recipe(path).data  # recipes that start from, or read features of, another checkpoint
+    init = getattr(data, "init", None) or getattr(data, "elmo", None)
     if init and not Path(init).exists():
         pytest.skip(f"needs the earlier stage's checkpoint {init} (train that recipe first)")
     vectors = getattr(load_recipe(path).data, "vectors", None)

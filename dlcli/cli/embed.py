@@ -1,5 +1,5 @@
 """`dlcli embed MODEL [INPUT]`: word vectors, neighbours and analogies from an embeddings checkpoint;
-sentence and token vectors from an encoder (BERT)."""
+sentence and token vectors from an encoder (BERT, ELMo)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ EXAMPLES = """Examples:
   dlcli embed runs/word2vec.pt --export word2vec-bin --out vectors.bin
 
   echo 'A man is eating food.' | dlcli embed minilm.pt --pool mean --normalize | jq -c '.vector[:3]'
+
+  echo 'The bank raised its rates .' | dlcli embed runs/elmo_mini_wiki.pt --tokens --layer 2 | jq -c .tokens
 """
 
 
 def embed_command(
     model: str = typer.Argument(..., help="Embeddings checkpoint (dlcli train with task: embed, or dlcli "
-                                "convert vectors), or an encoder (dlcli convert bert; task: mlm)."),
+                                "convert vectors), or an encoder (dlcli convert bert; task: mlm; an elmo "
+                                "language model)."),
     input: str = typer.Argument("-", help="Text file, one word, phrase or sentence per line ('-' = stdin)."),
     words: bool = typer.Option(False, "--words", help="One record per token: {\"id\", \"token\", \"known\", "
                                "\"vector\"}."),
@@ -46,6 +49,8 @@ def embed_command(
                                 "\"text\", \"tokens\", \"vectors\"}."),
     max_length: int = typer.Option(None, "--max-length", min=3, help="Encoder: tokens a line keeps, [CLS] and "
                                    "[SEP] included [default: the checkpoint's, else the model's positions]."),
+    layer: int = typer.Option(None, "--layer", min=0, help="ELMo: the vectors of one layer (0: the token layer, "
+                              "1..L: the LSTM layers) [default: the mean of all layers]."),
     input_format: str = typer.Option("text", "--input-format", help="text: one input per line; jsonl: "
                                      "objects with \"text\" (and optional \"id\")."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of the input."),
@@ -66,6 +71,10 @@ def embed_command(
     --tokens {"id", "text", "tokens", "vectors"} (one per WordPiece token, [CLS] and [SEP]
     included). A line longer than --max-length is cut, and its record says so: "truncated":
     {"length", "kept"} in tokens.
+
+    An ELMo (an elmo language model) gives the same records: --pool mean (its only pooling) over the
+    line's words, or --tokens; a word's vector is the mean of the biLM's layers, or --layer K's
+    ([forward; backward] states; 0 the token layer, twice). --max-length counts words.
     """
     from dlcli import api
     from dlcli.cli._io import stream_predictions
@@ -84,7 +93,7 @@ def embed_command(
         return
     options = {"words": words or None, "neighbors": neighbors, "analogy": analogy or None, "top_k": top_k,
                "restrict": restrict, "pool": pool, "normalize": normalize, "tokens": tokens or None,
-               "max_length": max_length}
+               "max_length": max_length, "layer": layer}
     stream_predictions(loaded, input, options, input_format=input_format, encoding=encoding, on_error=on_error,
                        threads=threads, quiet=quiet)
 

@@ -34,6 +34,11 @@ def evaluate_command(
     encoding: str = typer.Option(None, "--encoding"),
     threshold: float = typer.Option(None, "--threshold", help="Decision threshold of a multi-label model."),
     iou: float = typer.Option(None, "--iou", help="Face detectors: detection IoU for `ap` (default 0.5)."),
+    source_column: int = typer.Option(None, "--source-column", min=0, help="seq2seq: the source column."),
+    target_column: int = typer.Option(None, "--target-column", min=0, help="seq2seq: the target column."),
+    beam_size: int = typer.Option(None, "--beam-size", help="seq2seq: beam size of the decoding scored "
+                                  "[default: the checkpoint's, 5]."),
+    length_penalty: float = typer.Option(None, "--length-penalty", help="seq2seq: GNMT's alpha [default: 0.6]."),
     device: str = typer.Option("cpu", "--device"),
     threads: int = threads_option(),
 ):
@@ -55,6 +60,10 @@ def evaluate_command(
     Language models (DATA: plain text, one sentence or document per line) keys: perplexity, loss
     (nats per token), n_tokens (every word and each line's <eos>), unk_rate, streams.
 
+    Seq2seq (DATA: source<TAB>target pairs) keys: bleu and chrf (0-100, as sacrebleu computes them on
+    the same outputs, one reference per line, the checkpoint's tokenisation: 13a, or zh for Chinese
+    targets), loss and perplexity (of the targets, read with teacher forcing), n (pairs), beam_size.
+
     Long lines are scored as `dlcli classify` and `dlcli tag` score them: in pieces of bounded
     length (see their --help), so time and memory grow linearly with a line's length.
     """
@@ -66,5 +75,6 @@ def evaluate_command(
     set_inference_threads(threads)
     overrides = {"format": format, "label_column": label_column, "text_column": text_column,
                  "header": header, "encoding": encoding, "token_column": token_column, "tag_column": tag_column,
-                 "tag_scheme": tag_scheme}
-    write_json(api.evaluate(loaded, data, overrides, threshold=threshold, iou=iou))
+                 "tag_scheme": tag_scheme, "source_column": source_column, "target_column": target_column}
+    write_json(api.evaluate(loaded, data, overrides, threshold=threshold, iou=iou, beam_size=beam_size,
+                            length_penalty=length_penalty))

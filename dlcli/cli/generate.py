@@ -1,4 +1,5 @@
-"""`dlcli generate MODEL [--prompt TEXT | INPUT]`: text continued by a language model."""
+"""`dlcli generate MODEL [--prompt TEXT | INPUT]`: text continued by a language model, or
+translated (any text to text) by a seq2seq model."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ EXAMPLES = """Examples:
   dlcli generate runs/gpt_mini_wiki.pt prompts.txt --temperature 0.8 --top-p 0.9 --seed 3 | jq -r .text
 
   echo 'the company said' | dlcli generate runs/rnn_lm_ptb_small.pt --temperature 0 --max-new-tokens 10
+
+  echo 'How are you?' | dlcli generate runs/transformer_seq2seq_tatoeba_en2fr.pt --beam-size 5 | jq -r .output
+
+  dlcli generate runs/rnn_seq2seq_tatoeba_en2fr.pt sentences.txt --n-best 3 --attention-plot pictures/
 """
 
 FORMATS = ("jsonl", "text")
@@ -22,10 +27,21 @@ FORMATS = ("jsonl", "text")
 
 def generate_command(
     model: str = typer.Argument(..., help="A language model checkpoint (task lm) written by `dlcli train` or "
-                                "`dlcli convert gpt2`."),
-    input: str = typer.Argument(None, help="Prompts, one per line ('-' = stdin) [default: stdin, unless "
-                                "--prompt is given]."),
+                                "`dlcli convert gpt2`, or a seq2seq model."),
+    input: str = typer.Argument(None, help="Prompts (sentences to translate), one per line ('-' = stdin) "
+                                "[default: stdin, unless --prompt is given]."),
     prompt: str = typer.Option(None, "--prompt", "-p", help="One prompt, instead of an input file."),
+    beam_size: int = typer.Option(None, "--beam-size", "-b", help="seq2seq: partial outputs kept per sentence; "
+                                  "1: greedy [default: the checkpoint's, 5]."),
+    n_best: int = typer.Option(None, "--n-best", help="seq2seq: outputs per sentence, best first, in the "
+                               "record's \"n_best\" (at most --beam-size) [default: 1]."),
+    max_length: int = typer.Option(None, "--max-length", help="seq2seq: output tokens at most [default: 2 x "
+                                   "the source's tokens + 10]."),
+    length_penalty: float = typer.Option(None, "--length-penalty", help="seq2seq: GNMT's alpha; 0 ranks "
+                                         "outputs by log-probability, more favours longer ones [default: 0.6]."),
+    attention_plot: str = typer.Option(None, "--attention-plot", help="seq2seq: a folder for one PNG per "
+                                       "input of the output's attention over the source (needs matplotlib: "
+                                       "pip install 'dlcli[plot]')."),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", "-n", help="Tokens added at most per prompt "
                                        "[default: the checkpoint's, 64]."),
     temperature: float = typer.Option(None, "--temperature", "-t", help="0: greedy (always the most likely "
@@ -50,9 +66,14 @@ def generate_command(
     threads: int = threads_option(),
     quiet: bool = quiet_option(),
 ):
-    """Continue each prompt; one JSON object per continuation, in input order.
+    """Continue each prompt (a language model) or translate each line (a seq2seq model); one
+    JSON object per continuation or line, in input order.
 
-    Record: {"id", "prompt", "text", "tokens", "finish_reason"}: the new text, its tokens as the
+    seq2seq record: {"id", "source", "output", "score", "finish_reason"}: the output of beam
+    search, its log-probability in nats, and "eos" or "length" (cut at the maximum length); an
+    empty line gives an empty output, a source longer than the model reads is cut ("truncated").
+
+    Language model record: {"id", "prompt", "text", "tokens", "finish_reason"}: the new text, its tokens as the
     model's vocabulary names them (byte-level BPE marks a leading space with "Ġ"), and why it
     stopped: "eos" (the model ended the text), "length" (--max-new-tokens), "context" (the model's
     context length is full). A prompt is read as the start of a text; an empty one asks for a text
@@ -68,11 +89,18 @@ def generate_command(
     if prompt is not None and input is not None:
         raise RecipeError("give --prompt or an input file, not both")
     options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-               "seed": seed, "num_samples": num_samples, "batch_size": batch_size}
+               "seed": seed, "num_samples": num_samples, "batch_size": batch_size, "beam_size": beam_size,
+               "n_best": n_best, "max_length": max_length, "length_penalty": length_penalty}
+    if attention_plot is not None:
+        from dlcli.plots import require_matplotlib
+
+        require_matplotlib()
+        options["attention_plot"] = attention_plot
     loaded = api.load_model(model, device)
     if loaded.task.command != "dlcli generate":
         raise DataError(f"{model}: a {loaded.data['task']} model does not generate text",
-                          f"use {loaded.task.command} with it; dlcli generate takes a language model (task lm)")
+                          f"use {loaded.task.command} with it; dlcli generate takes a language model (task lm) "
+                          "or a seq2seq model")
     text = output_format == "text"
     streamed = text and prompt is not None and (num_samples or 1) == 1
 
@@ -83,7 +111,7 @@ def generate_command(
         out.flush()
 
     def render(record: dict) -> str:
-        return "\n" if streamed else record["text"] + "\n"
+        return "\n" if streamed else record.get("text", record.get("output", "")) + "\n"
 
     def run(predictor, chunks, **given):
         return api.generate(predictor, chunks, on_text if streamed else None, **given)

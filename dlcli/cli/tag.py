@@ -62,7 +62,9 @@ def tag_command(
     data.max_length tokens (256 where the checkpoint sets none; zh-seg, zh-ner: 150; zh-pos: 100),
     cut after punctuation where possible, and joined again: no token is dropped, and time and
     memory grow linearly with a line however long it is. With --n-best, a cut sentence's
-    alternatives combine its pieces' own. A blank line gives an empty record.
+    alternatives combine its pieces' own. A blank line gives an empty record. A bert tagger counts
+    WordPieces: a line of more than its positions hold is tagged in windows of whole words, and its
+    record says so.
 
     Record: {"id", "tokens", "tags", "spans": [{"start", "end", "label", "text", "char_start",
     "char_end"}]}: start/end count tokens, char_start/char_end characters of the input line (after
@@ -70,7 +72,8 @@ def tag_command(
     line[char_start:char_end], as written (no spans for per-token labels such as POS). "id" is
     the line number, or the "id" field of a JSON Lines input. With --tokens, "token_offsets":
     [[char_start, char_end], ...] beside "tokens"; with --n-best, "n_best" lists the best
-    whole-sentence alternatives.
+    whole-sentence alternatives. A bert tagger's line tagged in windows has "truncated":
+    {"length": its WordPieces, "window": the most read at once, "windows": how many}.
     """
     from dlcli import api
     from dlcli.cli._io import stream_predictions

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlcli.models.classifier import check_same_architecture
 from dlcli.nn.init import normal_002
 
 ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
@@ -70,7 +71,7 @@ class BERT(nn.Module):
     def __init__(self, vocab_size: int, *, hidden_size: int = 256, num_layers: int = 4, num_heads: int = 4,
                  intermediate_size: int | None = None, max_position_embeddings: int = 512, type_vocab_size: int = 2,
                  dropout: float = 0.1, attention_dropout: float = 0.1, activation: str = "gelu",
-                 layer_norm_eps: float = 1e-12, pretraining_heads: bool = True):
+                 layer_norm_eps: float = 1e-12, pretraining_heads: bool = True, pooler: bool = True):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation: {activation!r} is not one of {', '.join(ACTIVATIONS)}")
@@ -90,7 +91,8 @@ class BERT(nn.Module):
         self.layers = nn.ModuleList(
             Layer(hidden_size, num_heads, intermediate_size or 4 * hidden_size, dropout, attention_dropout,
                   activation, layer_norm_eps) for _ in range(num_layers))
-        self.pooler = nn.Linear(hidden_size, hidden_size)
+        if pooler:  # a tagger (models/bert_tagger.py) reads every position, not the pooled [CLS]
+            self.pooler = nn.Linear(hidden_size, hidden_size)
         if pretraining_heads:  # a fine-tuned encoder (models/bert_classifier.py) leaves them out
             self.mlm_transform = nn.Linear(hidden_size, hidden_size)
             self.mlm_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
@@ -134,3 +136,61 @@ class BERT(nn.Module):
 
     def nsp_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.nsp(pooled)
+
+
+# ---------------------------------------------------------------- fine-tuning (bert_classifier.py, bert_tagger.py)
+
+# The knobs that fix a BERT's weights' shapes and function: a fine-tuned model must match its
+# pretrained start (data.init) on each, and takes each from it where the recipe leaves it None.
+ARCHITECTURE = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings",
+                "type_vocab_size", "activation", "layer_norm_eps")
+
+
+def fine_tuning_encoder(vocab_size: int, knobs: dict, dropout: float, pooler: bool = True) -> tuple[BERT, dict]:
+    """(a BERT without pretraining heads, its architecture) from a fine-tuning model's knobs: the
+    ARCHITECTURE ones and the [CLS]/[SEP] ids, which must be given by now (the task fills them
+    from data.init and its vocabulary); a ValueError names those missing."""
+    missing = [k for k in ("hidden_size", "num_layers", "num_heads", "max_position_embeddings", "cls_id", "sep_id")
+               if knobs.get(k) is None]
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: give them, or start from a pretrained bert (data.init) with "
+                         "its vocabulary")
+    if knobs["max_position_embeddings"] < 3:
+        raise ValueError(f"max_position_embeddings: at least 3 ([CLS], a token, [SEP]), "
+                         f"got {knobs['max_position_embeddings']}")
+    architecture = {k: knobs[k] for k in ARCHITECTURE}
+    architecture["intermediate_size"] = knobs["intermediate_size"] or 4 * knobs["hidden_size"]
+    bert = BERT(vocab_size, **architecture, dropout=dropout, attention_dropout=dropout, pretraining_heads=False,
+                pooler=pooler)
+    return bert, architecture
+
+
+def start_encoder(bert: BERT, architecture: dict, pretrained: nn.Module, kwargs: dict) -> None:
+    """Copy a pretrained BERT's weights (builder kwargs `kwargs`) into a fine-tuning model's
+    encoder, the parts it lacks (pretraining heads, a pooler) left behind."""
+    if not isinstance(pretrained, BERT):
+        raise ValueError(f"a bert model starts from a bert encoder, not a {type(pretrained).__name__}")
+    check_same_architecture(architecture, {**kwargs, "intermediate_size": kwargs.get("intermediate_size")
+                                           or 4 * kwargs.get("hidden_size", 0)})
+    mine = bert.state_dict()
+    bert.load_state_dict({k: v for k, v in pretrained.state_dict().items() if k in mine})
+
+
+def encoder_layers(bert: BERT) -> list[list]:
+    """The encoder's parameters in layers for train.layer_lr_decay: the embeddings, then each layer
+    (a fine-tuning model adds its head as the last)."""
+    embeddings = [*bert.token.parameters(), *bert.segment.parameters(), *bert.position.parameters(),
+                  *bert.embed_norm.parameters()]
+    return [embeddings, *(list(layer.parameters()) for layer in bert.layers)]
+
+
+def with_cls_sep(ids: torch.Tensor, mask: torch.Tensor, cls_id: int, sep_id: int,
+                 pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[CLS] ids [SEP] for right-padded ids (B, T): (the ids (B, T + 2), True at real positions)."""
+    B, T = ids.shape
+    lengths = mask.sum(1)
+    x = torch.full((B, T + 2), pad_id, dtype=ids.dtype, device=ids.device)
+    x[:, 0] = cls_id
+    x[:, 1:T + 1] = ids.masked_fill(~mask, pad_id)
+    x[torch.arange(B, device=ids.device), lengths + 1] = sep_id
+    return x, torch.arange(T + 2, device=ids.device) <= (lengths + 1)[:, None]

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlcli.models.bert import BERT
-from dlcli.models.classifier import ClassifierDefaults, check_same_architecture
+from dlcli.models.bert import encoder_layers, fine_tuning_encoder, start_encoder, with_cls_sep
+from dlcli.models.classifier import ClassifierDefaults
 from dlcli.nn.pooling import masked_mean
 
 POOLINGS = ("cls", "mean")
@@ -31,23 +31,13 @@ class BertClassifier(ClassifierDefaults, nn.Module):
                  layer_norm_eps: float = 1e-12, cls_id: int | None = None, sep_id: int | None = None,
                  dropout: float = 0.1, pooling: str = "cls"):
         super().__init__()
-        required = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
-                    "max_position_embeddings": max_position_embeddings, "cls_id": cls_id, "sep_id": sep_id}
-        missing = [k for k, v in required.items() if v is None]
-        if missing:
-            raise ValueError(f"{', '.join(missing)}: give them, or start from a pretrained bert (data.init) with "
-                             "its vocabulary")
-        if max_position_embeddings < 3:
-            raise ValueError(f"max_position_embeddings: at least 3 ([CLS], a token, [SEP]), "
-                             f"got {max_position_embeddings}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
-        self.architecture = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
-                       "intermediate_size": intermediate_size or 4 * hidden_size,
-                       "max_position_embeddings": max_position_embeddings, "type_vocab_size": type_vocab_size,
-                       "activation": activation, "layer_norm_eps": layer_norm_eps}
-        self.bert = BERT(vocab_size, **self.architecture, dropout=dropout, attention_dropout=dropout,
-                         pretraining_heads=False)
+        knobs = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
+                 "intermediate_size": intermediate_size, "max_position_embeddings": max_position_embeddings,
+                 "type_vocab_size": type_vocab_size, "activation": activation, "layer_norm_eps": layer_norm_eps,
+                 "cls_id": cls_id, "sep_id": sep_id}
+        self.bert, self.architecture = fine_tuning_encoder(vocab_size, knobs, dropout)
         self.cls_id, self.sep_id, self.pad_id, self.pooling = cls_id, sep_id, pad_id, pooling
         self.max_tokens = max_position_embeddings - 2
         self.drop = nn.Dropout(dropout)
@@ -62,22 +52,11 @@ class BertClassifier(ClassifierDefaults, nn.Module):
 
     def layer_groups(self) -> list[list]:
         """The embeddings, each encoder layer, then the pooler and the output layer."""
-        b = self.bert
-        embeddings = [*b.token.parameters(), *b.segment.parameters(), *b.position.parameters(),
-                      *b.embed_norm.parameters()]
-        return [embeddings, *(list(layer.parameters()) for layer in b.layers),
-                [*b.pooler.parameters(), *self.output.parameters()]]
+        return [*encoder_layers(self.bert), [*self.bert.pooler.parameters(), *self.output.parameters()]]
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         ids, mask = ids[:, : self.max_tokens], mask[:, : self.max_tokens]  # the positions end here
-        B, T = ids.shape
-        lengths = mask.sum(1)
-        rows = torch.arange(B, device=ids.device)
-        x = torch.full((B, T + 2), self.pad_id, dtype=ids.dtype, device=ids.device)
-        x[:, 0] = self.cls_id
-        x[:, 1:T + 1] = ids.masked_fill(~mask, self.pad_id)
-        x[rows, lengths + 1] = self.sep_id
-        real = torch.arange(T + 2, device=ids.device) <= (lengths + 1)[:, None]
+        x, real = with_cls_sep(ids, mask, self.cls_id, self.sep_id, self.pad_id)
         hidden = self.bert.encode(x, real)
         if self.pooling == "cls":
             pooled = self.bert.pooled(hidden)
@@ -86,9 +65,4 @@ class BertClassifier(ClassifierDefaults, nn.Module):
         return self.output(self.drop(pooled))
 
     def start_from(self, pretrained: nn.Module, kwargs: dict) -> None:
-        if not isinstance(pretrained, BERT):
-            raise ValueError(f"a bert classifier starts from a bert encoder, not a {type(pretrained).__name__}")
-        check_same_architecture(self.architecture, {**kwargs, "intermediate_size": kwargs.get("intermediate_size")
-                                              or 4 * kwargs.get("hidden_size", 0)})
-        mine = self.bert.state_dict()
-        self.bert.load_state_dict({k: v for k, v in pretrained.state_dict().items() if k in mine})
+        start_encoder(self.bert, self.architecture, pretrained, kwargs)

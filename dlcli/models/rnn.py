@@ -1,5 +1,7 @@
 """Recurrent text classifiers: an (optionally bidirectional) RNN, LSTM or GRU over word embeddings,
 then the final state, a masked mean or max, or additive attention over the states, and a linear layer.
+With ELMo features (`data.elmo`, dlcli/tasks/elmo_features.py) the RNN reads each word's embedding
+and its mixed biLM layers side by side (Peters et al. 2018).
 
 Elman, "Finding Structure in Time", Cognitive Science 1990 (simple RNN); Hochreiter & Schmidhuber,
 "Long Short-Term Memory", Neural Computation 1997; Cho et al., "Learning Phrase Representations
@@ -17,6 +19,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dlcli.models.classifier import ClassifierDefaults
+from dlcli.models.elmo import ElmoFeatures
 from dlcli.nn.attention import AdditiveAttentionPooling
 from dlcli.nn.pooling import GLOBAL_POOLINGS
 
@@ -56,7 +59,7 @@ class RNNClassifier(ClassifierDefaults, nn.Module):
     def __init__(
         self, vocab_size: int, num_labels: int, pad_id: int, *, cell: str = "lstm",
         embedding_dim: int = 128, hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.5,
-        bidirectional: bool = False, pooling: str = "last",
+        bidirectional: bool = False, pooling: str = "last", elmo: dict | None = None, elmo_dropout: float = 0.5,
     ):
         super().__init__()
         if cell not in CELLS:
@@ -65,7 +68,9 @@ class RNNClassifier(ClassifierDefaults, nn.Module):
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         self.pooling = pooling
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.rnn = CELLS[cell](embedding_dim, hidden_size, num_layers=num_layers, batch_first=True,
+        self.elmo = ElmoFeatures.for_words(elmo, elmo_dropout, vocab_size) if elmo else None
+        width = embedding_dim + (self.elmo.output_size if self.elmo is not None else 0)
+        self.rnn = CELLS[cell](width, hidden_size, num_layers=num_layers, batch_first=True,
                                bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         orthogonal_recurrence(self.rnn, hidden_size)
         width = hidden_size * (2 if bidirectional else 1)
@@ -78,6 +83,8 @@ class RNNClassifier(ClassifierDefaults, nn.Module):
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.embedding(ids)  # (B, T, E)
+        if self.elmo is not None:
+            x = torch.cat([x, self.elmo.from_ids(ids, mask)], 2)  # (B, T, E + 2P)
         states, last = encode_packed(self.rnn, x, mask)  # (B, T, D), (B, D)
         if self.pooling == "last":
             pooled = last
@@ -92,40 +99,45 @@ class RNNClassifier(ClassifierDefaults, nn.Module):
 # builder's keyword parameters are exactly the recipe keys it accepts.
 
 def rnn(vocab_size: int, num_labels: int, pad_id: int, *, embedding_dim: int = 128, hidden_size: int = 128,
-        num_layers: int = 1, dropout: float = 0.5, bidirectional: bool = False, pooling: str = "last"):
+        num_layers: int = 1, dropout: float = 0.5, bidirectional: bool = False, pooling: str = "last",
+        elmo: dict | None = None, elmo_dropout: float = 0.5):
     """Elman RNN (tanh) classifier."""
     return RNNClassifier(vocab_size, num_labels, pad_id, cell="rnn", embedding_dim=embedding_dim,
                          hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
-                         bidirectional=bidirectional, pooling=pooling)
+                         bidirectional=bidirectional, pooling=pooling, elmo=elmo, elmo_dropout=elmo_dropout)
 
 
 def lstm(vocab_size: int, num_labels: int, pad_id: int, *, embedding_dim: int = 128, hidden_size: int = 128,
-         num_layers: int = 1, dropout: float = 0.5, bidirectional: bool = False, pooling: str = "last"):
+         num_layers: int = 1, dropout: float = 0.5, bidirectional: bool = False, pooling: str = "last",
+         elmo: dict | None = None, elmo_dropout: float = 0.5):
     """LSTM classifier."""
     return RNNClassifier(vocab_size, num_labels, pad_id, cell="lstm", embedding_dim=embedding_dim,
                          hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
-                         bidirectional=bidirectional, pooling=pooling)
+                         bidirectional=bidirectional, pooling=pooling, elmo=elmo, elmo_dropout=elmo_dropout)
 
 
 def gru(vocab_size: int, num_labels: int, pad_id: int, *, embedding_dim: int = 128, hidden_size: int = 128,
-        num_layers: int = 1, dropout: float = 0.5, bidirectional: bool = False, pooling: str = "last"):
+        num_layers: int = 1, dropout: float = 0.5, bidirectional: bool = False, pooling: str = "last",
+        elmo: dict | None = None, elmo_dropout: float = 0.5):
     """GRU classifier."""
     return RNNClassifier(vocab_size, num_labels, pad_id, cell="gru", embedding_dim=embedding_dim,
                          hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
-                         bidirectional=bidirectional, pooling=pooling)
+                         bidirectional=bidirectional, pooling=pooling, elmo=elmo, elmo_dropout=elmo_dropout)
 
 
 def bilstm(vocab_size: int, num_labels: int, pad_id: int, *, embedding_dim: int = 128, hidden_size: int = 128,
-           num_layers: int = 1, dropout: float = 0.5, pooling: str = "last"):
+           num_layers: int = 1, dropout: float = 0.5, pooling: str = "last", elmo: dict | None = None,
+           elmo_dropout: float = 0.5):
     """Bidirectional LSTM classifier; `hidden_size` is per direction."""
     return RNNClassifier(vocab_size, num_labels, pad_id, cell="lstm", embedding_dim=embedding_dim,
                          hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
-                         bidirectional=True, pooling=pooling)
+                         bidirectional=True, pooling=pooling, elmo=elmo, elmo_dropout=elmo_dropout)
 
 
 def bigru(vocab_size: int, num_labels: int, pad_id: int, *, embedding_dim: int = 128, hidden_size: int = 128,
-          num_layers: int = 1, dropout: float = 0.5, pooling: str = "last"):
+          num_layers: int = 1, dropout: float = 0.5, pooling: str = "last", elmo: dict | None = None,
+          elmo_dropout: float = 0.5):
     """Bidirectional GRU classifier; `hidden_size` is per direction."""
     return RNNClassifier(vocab_size, num_labels, pad_id, cell="gru", embedding_dim=embedding_dim,
                          hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
-                         bidirectional=True, pooling=pooling)
+                         bidirectional=True, pooling=pooling, elmo=elmo, elmo_dropout=elmo_dropout)

@@ -6,7 +6,11 @@ and Translate", ICLR 2015, used as pooling with a learned context vector by Yang
 Dot scoring over tanh(H): Zhou et al., "Attention-Based Bidirectional LSTM Networks for Relation
 Classification", ACL 2016.
 
-Letters: B batch, T positions, H input width, A attention width.
+Query attention (a decoder state scoring an encoder's outputs): Luong, Pham & Manning, "Effective
+Approaches to Attention-based Neural Machine Translation", EMNLP 2015 (dot, general, and their
+"concat", which is Bahdanau et al.'s additive score).
+
+Letters: B batch, T positions, H input width, A attention width; S memory positions, Q query width.
 """
 
 from __future__ import annotations
@@ -59,3 +63,42 @@ class DotAttentionPooling(nn.Module):
     def forward(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         keys = torch.tanh(values) if self.squash else values  # (B, T, H)
         return attend(values, keys @ self.query, mask)
+
+
+SCORES = ("additive", "dot", "general")
+
+
+class QueryAttention(nn.Module):
+    """Each query q (a decoder state) weighs memory m (the encoder's outputs), Luong et al.'s scores:
+    additive v . tanh(W q + U m), dot q . m (needs Q = H), general q . (W m). What depends on the
+    memory alone (U m, W m) is computed once per sentence by `keys`."""
+
+    def __init__(self, query_size: int, memory_size: int, score: str = "additive"):
+        super().__init__()
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}, not {score!r}")
+        if score == "dot" and query_size != memory_size:
+            raise ValueError(f"dot attention needs the query width ({query_size}) to equal the memory's "
+                             f"({memory_size})")
+        self.score = score
+        if score == "additive":
+            self.memory_proj = nn.Linear(memory_size, query_size, bias=False)
+            self.query_proj = nn.Linear(query_size, query_size)
+            self.context = nn.Linear(query_size, 1, bias=False)
+        elif score == "general":
+            self.memory_proj = nn.Linear(memory_size, query_size, bias=False)
+
+    def keys(self, memory: torch.Tensor) -> torch.Tensor:
+        """(B, S, Q) what the scores take from memory (B, S, H)."""
+        return memory if self.score == "dot" else self.memory_proj(memory)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context (B, T, H), weights (B, T, S)) for queries (B, T, Q) over the True positions of mask (B, S)."""
+        if self.score == "additive":
+            hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, Q)
+            scores = self.context(hidden).squeeze(-1)  # (B, T, S)
+        else:
+            scores = query @ keys.transpose(1, 2)  # (B, T, S)
+        weights = masked_softmax(scores, mask.unsqueeze(1))
+        return weights @ memory, weights

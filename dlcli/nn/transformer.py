@@ -1,5 +1,6 @@
-"""Transformer encoder pieces written out: masked multi-head self-attention, the encoder layer
-(post-norm as in the paper, or pre-norm), and sinusoidal position codes.
+"""Transformer pieces written out: masked multi-head self-attention, the encoder layer (post-norm
+as in the paper, or pre-norm), sinusoidal position codes, and the decoder's layer (causal
+self-attention and attention over the encoder, fed a step at a time when generating).
 
 Vaswani et al., "Attention Is All You Need", NeurIPS 2017; pre-norm: Xiong et al., "On Layer
 Normalization in the Transformer Architecture", ICML 2020.
@@ -86,3 +87,97 @@ def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(position * rates)
     table[:, 1::2] = torch.cos(position * rates[: d_model // 2])  # an odd D has one cosine fewer
     return table
+
+
+class MultiHeadAttention(nn.Module):
+    """Queries from one sequence, keys and values from another (the decoder's cross-attention) or
+    the same one (its self-attention). Keys and values are computed apart (`keys_values`), so a
+    decoder computes the encoder's once per sentence and extends its own by one step at a time."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.query = nn.Linear(d_model, d_model)
+        self.key_value = nn.Linear(d_model, 2 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k, v), each (B, N, S, K), of x (B, S, D)."""
+        B, S, D = x.shape
+        kv = self.key_value(x).view(B, S, 2, self.num_heads, D // self.num_heads)
+        k, v = kv.permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None,
+                causal: bool = False, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(out (B, T, D), weights (B, T, S) averaged over heads, or None): x (B, T, D) attends to
+        k, v over the keys where key_mask (B, S) is True (None: all); `causal`: query t sees keys
+        up to t only (the keys are the queries' own sequence)."""
+        B, T, D = x.shape
+        q = self.query(x).view(B, T, self.num_heads, D // self.num_heads).transpose(1, 2)  # (B, N, T, K)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        dropout = self.dropout if self.training else 0.0
+        if need_weights:  # written out, to see the weights (decoding with attention pictures)
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, N, T, S)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            if causal:
+                ahead = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).triu(1)
+                scores = scores.masked_fill(ahead, torch.finfo(scores.dtype).min)
+            weights = torch.softmax(scores, dim=-1)
+            heads = F.dropout(weights, dropout) @ v
+            averaged = weights.mean(1)
+        else:
+            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
+                                                   is_causal=causal and mask is None)
+            averaged = None
+        return self.proj(heads.transpose(1, 2).reshape(B, T, D)), averaged
+
+
+class DecoderLayer(nn.Module):
+    """Causal self-attention, attention over the encoder's output, a feed-forward net; each in a
+    residual branch, normalised after (post, the paper's) or before (pre). Fed a step at a time,
+    it extends its own keys and values (`past`) instead of recomputing earlier steps."""
+
+    def __init__(self, d_model: int, num_heads: int, ff_size: int, dropout: float = 0.1, norm: str = "pre"):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, not {norm!r}")
+        self.pre_norm = norm == "pre"
+        self.self_attention = MultiHeadAttention(d_model, num_heads, dropout)
+        self.cross_attention = MultiHeadAttention(d_model, num_heads, dropout)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(d_model, ff_size), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_size, d_model))
+        self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(3))
+        self.dropout = nn.Dropout(dropout)
+
+    def _branch(self, i: int, x: torch.Tensor, sublayer) -> tuple[torch.Tensor, object]:
+        if self.pre_norm:
+            out, extra = sublayer(self.norms[i](x))
+            return x + self.dropout(out), extra
+        out, extra = sublayer(x)
+        return self.norms[i](x + self.dropout(out)), extra
+
+    def forward(self, x: torch.Tensor, memory: tuple[torch.Tensor, torch.Tensor], memory_mask: torch.Tensor,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None, need_weights: bool = False):
+        """(x (B, T, D), (k, v) of its self-attention so far, cross-attention weights (B, T, S) or
+        None). `memory`: the encoder output's keys and values for this layer (`cross_attention.
+        keys_values`); `past`: the keys and values of the steps before x (None: x is the whole
+        target, attended causally)."""
+        cache = {}
+
+        def self_attend(h):
+            k, v = self.self_attention.keys_values(h)
+            if past is not None:
+                k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+            cache["kv"] = (k, v)
+            return self.self_attention(h, k, v, causal=past is None)
+
+        x, _ = self._branch(0, x, self_attend)
+        x, weights = self._branch(1, x, lambda h: self.cross_attention(h, *memory, memory_mask,
+                                                                      need_weights=need_weights))
+        x, _ = self._branch(2, x, lambda h: (self.feed_forward(h), None))
+        return x, cache["kv"], weights

@@ -89,6 +89,12 @@ class Task(Protocol):
         checkpoint stores what this returns."""
         return kwargs
 
+    def stored_recipe(self, resolved: dict) -> dict:
+        """The resolved recipe (every component's defaults written out) as the checkpoint stores it,
+        completed from the data: a pretrained start's vocab section in place of the recipe's,
+        which it left unused."""
+        return resolved
+
     def layer_groups(self, model) -> list[list]:
         """The model's parameters in layers, the input's first and the output's last, for
         `train.layer_lr_decay`; a task whose models declare none refuses the key."""

@@ -16,9 +16,17 @@ from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
 from dlcli.metrics import classification_report, multilabel_report
 from dlcli.models.classifier import ClassifierDefaults
-from dlcli.recipe import bounded, checkpoint_ref, choice
-from dlcli.tasks import PredictSection, Task, unseen_labels_note
+from dlcli.recipe import bounded, choice
+from dlcli.tasks import PredictSection, Task, elmo_features, unseen_labels_note
 from dlcli.tasks.classify_output import check_classify_options, explained, model_texts, note_cuts, prediction_records
+from dlcli.tasks.pretrained import (
+    PretrainedData,
+    init_vocab,
+    layer_groups,
+    pretrained_kwargs,
+    start_model,
+    with_init_vocab,
+)
 from dlcli.tasks.word_vectors import WordVectorsData, extended, init_word_vectors
 from dlcli.text import vocabularies
 from dlcli.text.batching import bucket_batches, concatenate, pad, shuffled_batches, split_pieces, token_capped
@@ -34,7 +42,7 @@ FORMATS = ("tsv", "csv", "jsonl", "fasttext")
 
 
 @dataclass(frozen=True)
-class ClassifyData(WordVectorsData):
+class ClassifyData(WordVectorsData, PretrainedData, elmo_features.ElmoData):
     format: str = choice("tsv", FORMATS)
     label_column: int = 0
     text_column: int = 1
@@ -43,11 +51,8 @@ class ClassifyData(WordVectorsData):
     label_field: str = "label"
     multi_label: bool = False
     max_length: int | None = bounded(None, ge=1)  # longer texts are truncated (records say so: "truncated")
-    # a pretrained language model (a gpt, task lm; a bert, task mlm) the classifier starts from:
-    # its tokenizer becomes the vocabulary (the recipe's vocab section is not used), its
-    # architecture and weights the model's (see models/gpt_classifier.py, bert_classifier.py)
-    init: str | None = checkpoint_ref()
-    init_weights: bool = True  # false: data.init's tokenizer and architecture only, weights random (a baseline)
+    # init, init_weights (PretrainedData): a gpt or bert classifier's pretrained start (see
+    # tasks/pretrained.py, models/gpt_classifier.py, bert_classifier.py)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class ClassifyTask(Task):
         self._bags = None  # collate_kernel's flat view of the train split, built on first use
         self.init = None  # the loaded data.init model (not saved: the weights it gives are the model's)
         self.init_weights = True
+        self.elmo = None  # the loaded data.elmo model (not saved: the classifier holds its biLM)
 
     # ------------------------------------------------------------ construction
 
@@ -99,6 +105,7 @@ class ClassifyTask(Task):
         if recipe.data.vectors_extend and recipe.vocab.type not in ("word", "char"):
             raise RecipeError(f"data.vectors_extend: a {recipe.vocab.type} vocabulary cannot take in the vectors' "
                               "words", "use vocab type word or char, or leave the vocabulary as training gives it")
+        elmo_features.check_recipe(recipe)
 
     read = staticmethod(read_labelled)
 
@@ -111,15 +118,13 @@ class ClassifyTask(Task):
         if len(labels) < 2 and not multi:
             raise DataError("the training data has fewer than two labels", "check data.label_column")
         if init is not None:
-            if init.data["task"] not in ("lm", "mlm"):
-                raise DataError(f"data.init: {init.path} is a {init.data['task']} model; a classifier starts from a "
-                                "pretrained language model (task lm: gpt; task mlm: bert)")
-            vocab = init.task.vocab
+            vocab = init_vocab(init, "a classifier")
         else:
             vocab_builder, vocab_kwargs = vocabs["vocab"]
             vocab = extended(vocab_builder((r.text for r in train), **vocab_kwargs), cfg)
         task = cls(vocab, labels, multi, cfg.max_length)
         task.init, task.init_weights = init, cfg.init_weights
+        task.elmo = elmo_features.load(cfg)
         task.vectors = cfg if cfg.vectors else None
         task.splits["train"] = task._encode_records(train)
         if dev:
@@ -149,35 +154,22 @@ class ClassifyTask(Task):
         return f"{self.num_train:,} examples, {len(self.labels)} labels, vocabulary {self.vocab.size:,}"
 
     def layer_groups(self, model: ClassifierDefaults) -> list[list]:
-        layers = model.layer_groups()
-        if layers is None:
-            raise RecipeError("train.layer_lr_decay: this classifier is not built in layers",
-                              "use it with a gpt or bert classifier, or remove it")
-        return layers
+        return layer_groups(model)
 
     def model_kwargs(self, kwargs: dict) -> dict:
-        """The knobs a pretrained start (data.init) fixes, and the ids of the vocabulary's own
-        special tokens (BERT's [CLS] and [SEP]), where the recipe leaves them out (None)."""
-        known = dict(self.init.data["model"]["kwargs"]) if self.init is not None else {}
-        for name in ("cls_id", "sep_id"):
-            if getattr(self.vocab, name, None) is not None:
-                known.setdefault(name, getattr(self.vocab, name))
-        return {k: known[k] if v is None and k in known else v for k, v in kwargs.items()}
+        return elmo_features.model_kwargs(pretrained_kwargs(kwargs, self.init, self.vocab), self.elmo)
+
+    def stored_recipe(self, resolved: dict) -> dict:
+        return with_init_vocab(resolved, self.init)
 
     def prepare_model(self, model: ClassifierDefaults) -> None:
         """Learn the model's shortest input, give it the label frequencies, fill its embedding
         from pretrained vectors (data.vectors), or start it from a pretrained model (data.init)."""
-        if self.init is not None:
-            kind = self.init.data["model"]["type"]
-            if model.pretrained != kind:
-                raise RecipeError(f"data.init: {self.init.path} is a {kind} language model, and this classifier "
-                                  "cannot start from one", f"use model type {kind}")
-            if self.init_weights:
-                try:
-                    model.start_from(self.init.model, self.init.data["model"]["kwargs"])
-                except ValueError as exc:
-                    raise RecipeError(f"data.init: {exc}") from None
-                self.notes.append(f"the classifier starts from {self.init.path}")
+        note = start_model(model, self.init, self.init_weights)
+        self.notes += [note] if note else []
+        if self.elmo is not None:
+            self.notes.append(elmo_features.attach(model, self.elmo, elmo_features.word_spellings(
+                self.vocab.tokens, model.elmo.table.size(1))))
         self.min_length = model.min_length
         counts = [0] * len(self.labels)
         for target in self.splits["train"][1]:

@@ -114,8 +114,8 @@ def token_offsets(vocab, text: str, mode: str) -> list[Span]:
 
 def _vocab_spans(vocab, text: str) -> list[Span]:
     """Offsets in `text` of the tokens of `vocab.tokenize(text)`."""
-    if vocab.kind in ("bpe", "wordpiece"):
-        return list(vocab._tok.encode(text).offsets)  # HF tokenizers align them through normalizers
+    if vocab.kind in ("bpe", "wordpiece", "bert_wordpiece"):  # HF tokenizers align them through normalizers
+        return list(vocab._tok.encode(text, add_special_tokens=False).offsets)  # no [CLS]/[SEP] (0, 0)
     lowered, origin = text, None
     if vocab.lowercase:
         lowered = text.lower()

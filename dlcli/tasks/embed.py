@@ -31,7 +31,8 @@ from dlcli.text.vocab import PAD, UNK, TokenVocab, _ranked
 from dlcli.text.vocabularies import from_dict
 
 SPECIALS = 2  # ids 0 and 1 (padding, unknown) hold no word
-ENCODER_OPTIONS = {"pool": "--pool", "normalize": "--normalize", "tokens": "--tokens", "max_length": "--max-length"}
+ENCODER_OPTIONS = {"pool": "--pool", "normalize": "--normalize", "tokens": "--tokens", "max_length": "--max-length",
+                   "layer": "--layer"}
 
 
 def _kernel_only() -> RecipeError:
@@ -245,7 +246,8 @@ class EmbedTask(Task):
     def check_options(self, options: dict) -> None:
         given = [flag for key, flag in ENCODER_OPTIONS.items() if options.get(key) not in (None, False)]
         if given:
-            raise RecipeError(f"{given[0]} works on an encoder (a BERT: task mlm); this is a word-vectors model",
+            raise RecipeError(f"{given[0]} works on an encoder (a bert, task mlm; an elmo, task lm); this is a "
+                              "word-vectors model",
                               "its options: --words, --neighbors, --analogy, --top-k, --restrict, --export")
 
     def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:

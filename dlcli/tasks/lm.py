@@ -42,6 +42,10 @@ half a context before it.
 last; loss in nats per token; the words outside the vocabulary, scored as `<unk>`).
 
 `dlcli generate` (see `generate`): continuations of prompts, sampled through dlcli/decoding.py.
+
+Bidirectional models (elmo) read each line on its own, both ways, in pieces of at most `data.bptt`
+predictions; they are scored line by line, and `dlcli embed` (`predict`) prints their contextual
+vectors: see dlcli/tasks/lm_sentences.py.
 """
 
 from __future__ import annotations
@@ -65,8 +69,8 @@ from dlcli import decoding
 from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
 from dlcli.recipe import bounded, check_bounds, choice
-from dlcli.tasks import DataSection, PredictSection, Task
-from dlcli.text.batching import shuffled_batches
+from dlcli.tasks import DataSection, PredictSection, Task, lm_sentences
+from dlcli.text.batching import bucket_batches, shuffled_batches
 from dlcli.text.byte_bpe import build_byte_bpe_vocab
 from dlcli.text.corpus import encode_lines, read_raw, remap
 from dlcli.text.readers import file_lines
@@ -171,6 +175,11 @@ class LMTask(Task):
         self.dev_ids: np.ndarray | None = None
         self._state = None  # the state carried from the last training window
         self._workdir: Path | None = None
+        self.starts: np.ndarray | None = None  # (lines + 1,): where each line of the corpus starts
+        self.words = None  # (distinct tokens, each corpus position's one): the words as written, until prepare_model
+        self.dev_file: TextFile | None = None
+        self.bidirectional = False  # the model reads lines both ways (lm_sentences); it embeds, not generates
+        self.sentences: lm_sentences.Sentences | None = None
 
     # ------------------------------------------------------------ construction
 
@@ -206,7 +215,7 @@ class LMTask(Task):
         weakref.finalize(task, shutil.rmtree, workdir, True)
         task.corpus, task.source, task.batch_size = ids, train.path, recipe.train.batch_size
         if dev is not None:
-            task.dev_ids = task.encode_file(dev)
+            task.dev_ids, task.dev_file = task.encode_file(dev), dev
         task.notes.append(note)
         return task
 
@@ -223,7 +232,7 @@ class LMTask(Task):
                            probe.lowercase, probe.pattern, eos=True)
         task = cls(vocab, recipe.data.bptt, recipe.data.eval_streams)
         corpus = remap(raw, np.array([task._ids.get(t, UNK_ID) for t in types], dtype=np.int64), workdir)
-        (workdir / "raw.ids").unlink(missing_ok=True)
+        task.starts, task.words = corpus.starts, (types, raw.ids)  # raw.ids: aligned with corpus.ids (no word dropped)
         unknown = float(np.mean(corpus.ids == UNK_ID))
         note = (f"{train.path}: {corpus.num_tokens:,} tokens in {corpus.num_sentences:,} lines, "
                 f"{len(words):,} distinct words; vocabulary {vocab.size - len(SPECIALS):,} words "
@@ -237,18 +246,24 @@ class LMTask(Task):
         corpus = encode_lines(train.lines(), task.line_ids_batch, workdir)
         if not corpus.num_tokens:
             raise DataError(f"{train.path}: the corpus holds no tokens", "is it empty, or all blank lines?")
+        task.starts = corpus.starts
         note = (f"{train.path}: {corpus.num_tokens:,} tokens in {corpus.num_sentences:,} lines; byte-level BPE "
                 f"of {vocab.size:,} tokens")
         return task, corpus.ids, note
 
     def prepare_model(self, model) -> None:
         """Batch the corpus the way the model reads: streams for a recurrent state, blocks for a
-        context length."""
-        self.context = model.context_length
-        if self.context is None:
+        context length; lines, both ways, for a bidirectional model."""
+        self.context, self.bidirectional = model.context_length, model.bidirectional
+        if self.bidirectional:
+            self.sentences = lm_sentences.sentences_for(self, model, self.bptt)
+        elif self.context is None:
             self._cut_streams()
         else:
             self._cut_blocks()
+        if self.words is not None and not model.word_bytes:
+            self.words = None
+            (self._workdir / "raw.ids").unlink(missing_ok=True)
 
     def _cut_streams(self) -> None:
         ids, batch_size = self.corpus, self.batch_size
@@ -270,15 +285,23 @@ class LMTask(Task):
     @classmethod
     def from_checkpoint(cls, content: dict) -> LMTask:
         data = content["recipe"]["data"]
-        return cls(from_dict(content["vocab"]), int(data.get("bptt", 35)), int(data.get("eval_streams", 1)))
+        task = cls(from_dict(content["vocab"]), int(data.get("bptt", 35)), int(data.get("eval_streams", 1)))
+        if (content.get("task_state") or {}).get("bidirectional"):
+            task.bidirectional, task.command = True, "dlcli embed"
+        return task
 
     def payload(self) -> dict:
+        if self.bidirectional:  # absent otherwise, as before bidirectional models
+            return {"vocab": self.vocab.to_dict(), "task_state": {"bidirectional": True}}
         return {"vocab": self.vocab.to_dict()}
 
     def model_sizes(self) -> tuple:
         return (self.vocab.size,)
 
     def describe(self) -> str:
+        if self.sentences is not None:
+            return (f"{len(self.corpus):,} tokens in {len(self.starts) - 1:,} lines as {len(self.sentences):,} "
+                    f"pieces of at most {self.bptt} tokens, read both ways, vocabulary {self.vocab.size:,}")
         if self.context is not None:
             return (f"{len(self.corpus):,} tokens as {self.blocks:,} blocks of {self.context}, "
                     f"vocabulary {self.vocab.size:,}")
@@ -327,13 +350,18 @@ class LMTask(Task):
 
     @property
     def num_train(self) -> int:
-        """Blocks, or stream windows per epoch over all ranks: the trainer's steps per epoch x batch_size."""
+        """Blocks, line pieces, or stream windows per epoch over all ranks: the trainer's steps per
+        epoch x batch_size."""
+        if self.sentences is not None:
+            return len(self.sentences)
         return self.blocks if self.context is not None else self.windows * len(self.streams)
 
     def train_batches(self, batch_size: int, generator) -> list[list[int]]:
         """Blocks: a shuffle. Streams: window k of every stream, in order: entry k x ranks + r holds
         rank r's streams (the trainer deals entry i to rank i mod ranks). An index is window x
-        streams + stream."""
+        streams + stream. Line pieces: batches of similar lengths."""
+        if self.sentences is not None:
+            return bucket_batches(self.sentences.length.tolist(), batch_size, generator)
         if self.context is not None:
             return shuffled_batches(self.blocks, batch_size, generator)
         total = len(self.streams)
@@ -342,6 +370,8 @@ class LMTask(Task):
                 for k in range(self.windows) for r in range(ranks)]
 
     def collate(self, indices: list[int]) -> dict:
+        if self.sentences is not None:
+            return self.sentences.collate(indices)
         if self.context is not None:
             C = self.context
             block = torch.from_numpy(np.stack([self.corpus[b * C: b * C + C + 1] for b in indices]).astype(np.int64))
@@ -354,6 +384,8 @@ class LMTask(Task):
         return {"ids": block[:-1], "target": block[1:], "window": torch.tensor(window)}
 
     def loss(self, model, batch: dict):
+        if self.sentences is not None:
+            return lm_sentences.loss(model, batch)
         ids, target = batch["ids"], batch["target"]
         if self.context is not None:  # (B, C): the mean over tokens
             logits = model(ids)
@@ -422,7 +454,11 @@ class LMTask(Task):
 
     def evaluate(self, model, records: TextFile | None = None, options: dict | None = None) -> dict:
         """perplexity, loss (nats per token), n_tokens (end tokens included), unk_rate (share of
-        tokens scored as <unk>; word vocabularies) over the dev split or a file."""
+        tokens scored as <unk>; word vocabularies) over the dev split or a file; a bidirectional
+        model's each way too (forward_perplexity, backward_perplexity)."""
+        if unwrapped(model).bidirectional:
+            file = self.dev_file if records is None else records
+            return lm_sentences.evaluate(self, unwrapped(model), file.lines())
         ids = self.dev_ids if records is None else self.encode_file(records)
         n = len(ids)
         stream = np.concatenate([[self.eos_id], ids]).astype(np.int64)
@@ -448,6 +484,14 @@ class LMTask(Task):
     # ------------------------------------------------------------ prediction: scoring lines
 
     def check_options(self, options: dict) -> None:
+        if self.bidirectional:
+            lm_sentences.check_options(options)
+            return
+        foreign = sorted(k for k, v in options.items() if k not in GENERATION and v is not None)
+        if foreign:
+            raise RecipeError(f"--{foreign[0].replace('_', '-')}: does not apply to a language model, which samples "
+                              "its continuations", "its options: --max-new-tokens, --temperature, --top-k, --top-p, "
+                              "--seed, --num-samples, --batch-size")
         errors: list[str] = []
         for f in dataclasses.fields(LMPredict):
             if f.name in options:
@@ -456,6 +500,8 @@ class LMTask(Task):
             raise RecipeError("; ".join(errors))
 
     def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:
+        if model.bidirectional:  # its records are contextual vectors (`dlcli embed`)
+            return lm_sentences.embed(self, model, ids, texts, options)
         size = max(1, int(options.get("batch_size", GENERATION["batch_size"])))
         records = []
         for start in range(0, len(texts), size):
@@ -503,6 +549,9 @@ class LMTask(Task):
         {"length", "kept"} in tokens. Sample k of a prompt draws from a seed made of `seed`, the
         prompt's id and k, so it is the same text whatever else is generated with it. `on_text`
         (a single prompt and sample): each piece of text as soon as it is chosen."""
+        if model.bidirectional:
+            raise DataError("a bidirectional language model (elmo) reads each line both ways and does not "
+                            "generate text", "use dlcli embed with it, or dlcli evaluate for its perplexity")
         opts = {**GENERATION, **{k: v for k, v in options.items() if v is not None}}
         sampling = decoding.Sampling(float(opts["temperature"]), int(opts["top_k"]), float(opts["top_p"]))
         C = model.context_length

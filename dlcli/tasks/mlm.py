@@ -37,9 +37,9 @@ import torch.nn.functional as F
 
 from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
-from dlcli.nn.pooling import masked_mean
 from dlcli.recipe import bounded, check_bounds, choice
 from dlcli.tasks import DataSection, PredictSection, Task
+from dlcli.tasks.contextual import vector_records
 from dlcli.text.batching import pad, shuffled_batches
 from dlcli.text.readers import file_lines
 from dlcli.text.vocabularies import from_dict
@@ -47,7 +47,6 @@ from dlcli.text.vocabularies import from_dict
 IGNORE = -100  # the label of a position that is not predicted
 EVAL_SEED = 0  # pairs and masks of a scored file
 EVAL_BATCH = 32
-DIGITS = 6  # decimals of printed vectors
 FOREIGN = {"words": "--words", "neighbors": "--neighbors", "analogy": "--analogy", "restrict": "--restrict",
            "top_k": "--top-k"}  # word-vector options of `dlcli embed`
 
@@ -302,6 +301,9 @@ class MLMTask(Task):
             raise RecipeError(f"{given[0]} works on word vectors; this is an encoder (task {self.name}), whose "
                               "vectors depend on the sentence",
                               "its options: --pool cls|mean, --normalize, --tokens, --max-length")
+        if options.get("layer") is not None:
+            raise RecipeError("--layer picks one of an elmo model's layers; a bert model gives its last layer's "
+                              "vectors", "leave --layer out")
         errors: list[str] = []
         for f in dataclasses.fields(MLMPredict):
             if options.get(f.name) is not None and "bounds" in f.metadata:
@@ -335,24 +337,6 @@ class MLMTask(Task):
         device = next(model.parameters()).device
         ids, mask = pad([self.vocab.wrap(p[:limit - 2]) for p in pieces], self.vocab.pad_id)
         hidden = model(ids.to(device), mask.to(device)).float()  # (B, T, D)
-        mask = mask.to(device)
-        if options.get("tokens"):
-            if options.get("normalize"):
-                hidden = F.normalize(hidden, dim=-1)
-            out = []
-            for row, real in zip(hidden, mask):
-                kept = ids[len(out)][real.cpu()].tolist()
-                out.append({"tokens": [self.vocab.token_name(i) for i in kept],
-                            "vectors": _rounded(row[real])})
-            return out
-        if options.get("pool", "cls") == "mean":
-            vectors = masked_mean(hidden, mask)
-        else:
-            vectors = hidden[:, 0]
-        if options.get("normalize"):
-            vectors = F.normalize(vectors, dim=-1)
-        return [{"vector": v} for v in _rounded(vectors)]
-
-
-def _rounded(matrix: torch.Tensor) -> list:
-    return np.round(matrix.cpu().numpy().astype(np.float64), DIGITS).tolist()
+        names = [[self.vocab.token_name(i) for i in row[real].tolist()] for row, real in zip(ids, mask)] \
+            if options.get("tokens") else None
+        return vector_records(hidden, mask.to(device), names, options)

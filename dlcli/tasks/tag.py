@@ -6,6 +6,13 @@ of the raw input), decided from the training data and kept in the checkpoint. Pr
 each token's character offsets in the input line. Sentences longer than `data.max_length` are
 cut into pieces (after punctuation where possible) that are tagged separately and joined again,
 so no token is ever dropped.
+
+A BERT tagger (model `bert`, a WordPiece vocabulary: data.init's, or vocab type bert_wordpiece)
+reads each word as its WordPiece tokens and tags it from the first (models/bert_tagger.py); a
+word the tokenizer empties reads as [UNK]. Its pieces are counted in WordPieces: a sentence of
+more than the model reads at once (its positions less [CLS] and [SEP], or data.max_length if
+fewer) is tagged in windows of whole words, each window read on its own, and its record says so
+("truncated").
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import accumulate, chain
 
 import torch
 
@@ -22,7 +29,15 @@ from dlcli.errors import DataError, RecipeError
 from dlcli.metrics import tagging_report
 from dlcli.models.tagger import TaggerInputs
 from dlcli.recipe import bounded, choice
-from dlcli.tasks import PredictSection, Task, unseen_labels_note
+from dlcli.tasks import PredictSection, Task, elmo_features, unseen_labels_note
+from dlcli.tasks.pretrained import (
+    PretrainedData,
+    init_vocab,
+    layer_groups,
+    pretrained_kwargs,
+    start_model,
+    with_init_vocab,
+)
 from dlcli.tasks.word_vectors import WordVectorsData, extended, init_word_vectors
 from dlcli.text import vocabularies
 from dlcli.text.batching import bucket_batches, pad, token_capped
@@ -37,11 +52,12 @@ EVAL_BATCH = 128
 DEFAULT_MAX_LENGTH = 256
 MAX_BATCH_TOKENS = 16_384  # tokens (padding included) per forward pass when tagging: bounds its memory
 GROUP_TOKENS = 65_536  # tokens encoded at once when tagging (a chunk of ordinary lines is one group)
+WORDPIECE_CHUNK = 256  # sentences split into WordPieces at once (a BERT tagger's)
 END = "</s>"  # the right neighbour of the last token, for bigram features
 
 
 @dataclass(frozen=True)
-class TagData(WordVectorsData):
+class TagData(WordVectorsData, PretrainedData, elmo_features.ElmoData):
     format: str = choice("conll", ("conll", "segmented", "word_tag"))
     token_column: int = 0
     tag_column: int = -1  # negative: counted from the last column
@@ -51,8 +67,10 @@ class TagData(WordVectorsData):
     train_scheme: str | None = choice(None, SCHEMES)  # re-tag to this scheme for training, e.g. iob1 -> bioes
     bigrams: bool = False  # add each token's bigram with its right neighbour as a feature
     feature_min_freq: int = bounded(1, ge=1)
-    # longer sentences are cut into pieces (after punctuation where possible)
+    # longer sentences are cut into pieces (after punctuation where possible); a BERT tagger counts
+    # WordPieces, at most its positions less two
     max_length: int | None = bounded(None, ge=1)
+    # init, init_weights (PretrainedData): a bert tagger's pretrained start (see tasks/pretrained.py)
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,14 @@ class TagTask(Task):
         self.notes: list[str] = []  # data problems worth telling the user, not fatal
         self.vectors: TagData | None = None  # the data section, when it names pretrained vectors
         self.splits: dict[str, tuple[list[dict], list[Sentence]]] = {}
+        self.init = None  # the loaded data.init model (not saved: the weights it gives are the model's)
+        self.init_weights = True
+        self.elmo = None  # the loaded data.elmo model (not saved: the tagger holds its biLM)
+
+    @property
+    def subwords(self) -> bool:
+        """Words read as WordPiece tokens (a BERT tagger), decided by the vocabulary."""
+        return self.vocab.kind == "bert_wordpiece"
 
     @property
     def piece_length(self) -> int:
@@ -103,20 +129,48 @@ class TagTask(Task):
         return "accuracy" if self.scheme == "none" else "f1"
 
     def prepare_model(self, model) -> None:
+        note = start_model(model, self.init, self.init_weights)
+        self.notes += [note] if note else []
+        if model.reads_pieces != self.subwords:
+            raise RecipeError(f"model.type: this tagger reads {'WordPieces' if model.reads_pieces else 'words'}, "
+                              f"and the vocabulary is a {self.vocab.kind} one",
+                              "a bert tagger starts from data.init (or vocab type bert_wordpiece); the others "
+                              "take vocab type word")
         if self.vectors is not None:
             self.notes.append(init_word_vectors(model.embedding, self.vocab, self.vectors))
+        if self.elmo is not None:  # spelled from the tagger's characters: an unseen word keeps its spelling
+            self.notes.append(elmo_features.attach(model, self.elmo, elmo_features.char_spellings(self.char_tokens)))
 
     def describe(self) -> str:
         return f"{self.num_train:,} sentence pieces, {len(self.labels)} tags, vocabulary {self.vocab.size:,}"
+
+    def model_kwargs(self, kwargs: dict) -> dict:
+        return elmo_features.model_kwargs(pretrained_kwargs(kwargs, self.init, self.vocab), self.elmo)
+
+    def stored_recipe(self, resolved: dict) -> dict:
+        return with_init_vocab(resolved, self.init)
+
+    def layer_groups(self, model) -> list[list]:
+        return layer_groups(model)
 
     # ------------------------------------------------------------ construction
 
     @classmethod
     def check_recipe(cls, recipe) -> None:
-        cls.check_data(recipe.data)
-        if recipe.vocab.type != "word":
-            raise RecipeError(f"vocab.type: tagging reads its tokens from the data, so only `word` applies, "
-                              f"not {recipe.vocab.type!r}", "vocab.lowercase / min_freq / max_size still apply")
+        cfg = recipe.data
+        cls.check_data(cfg)
+        elmo_features.check_recipe(recipe)
+        if recipe.vocab.type not in ("word", "bert_wordpiece") and not cfg.init:
+            raise RecipeError(f"vocab.type: tagging reads its tokens from the data, so only `word` (or "
+                              f"`bert_wordpiece` for a bert tagger) applies, not {recipe.vocab.type!r}",
+                              "vocab.lowercase / min_freq / max_size still apply")
+        if cfg.init or recipe.vocab.type == "bert_wordpiece":
+            extras = [name for name, on in (("feature_columns", cfg.feature_columns), ("bigrams", cfg.bigrams),
+                                            ("vectors", cfg.vectors)) if on]
+            if extras:
+                raise RecipeError(f"data.{extras[0]}: a tagger that reads WordPieces (data.init, or vocab type "
+                                  "bert_wordpiece) takes no extra feature columns, bigrams or word vectors",
+                                  f"remove data.{', data.'.join(extras)}")
 
     @classmethod
     def check_data(cls, cfg) -> None:
@@ -138,21 +192,35 @@ class TagTask(Task):
     @classmethod
     def from_records(cls, recipe, vocabs, train: list[Sentence], dev: list[Sentence] | None,
                      init=None) -> TagTask:
-        cfg, (_, vocab_kwargs) = recipe.data, vocabs["vocab"]
+        cfg, (vocab_builder, vocab_kwargs) = recipe.data, vocabs["vocab"]
         scheme = cfg.train_scheme or cfg.tag_scheme
-        lower = vocab_kwargs.get("lowercase", False)
-        words = Counter((t.lower() if lower else t) for s in train for t in s.tokens)
-        ranked = _ranked(words, vocab_kwargs.get("min_freq", 1), vocab_kwargs.get("max_size"))
-        vocab = extended(TokenVocab("word", ranked, lower, vocab_kwargs.get("pattern")), cfg)
+        if init is not None:
+            vocab = init_vocab(init, "a tagger", ("mlm",))
+        elif recipe.vocab.type == "bert_wordpiece":
+            vocab = vocab_builder((" ".join(s.tokens) for s in train), **vocab_kwargs)
+        else:
+            lower = vocab_kwargs.get("lowercase", False)
+            words = Counter((t.lower() if lower else t) for s in train for t in s.tokens)
+            ranked = _ranked(words, vocab_kwargs.get("min_freq", 1), vocab_kwargs.get("max_size"))
+            vocab = extended(TokenVocab("word", ranked, lower, vocab_kwargs.get("pattern")), cfg)
+        subwords = vocab.kind == "bert_wordpiece"
         level = "char" if all(len(t) == 1 for s in train for t in s.tokens) else "word"
-        chars = [PAD, UNK] + sorted({c for s in train for t in s.tokens for c in t})
+        chars = [PAD, UNK] + ([] if subwords else sorted({c for s in train for t in s.tokens for c in t}))
         columns = len(train[0].features)
         feature_tokens = [cls._feature_vocab((s.features[i] for s in train), cfg.feature_min_freq)
                           for i in range(columns)]
         if cfg.bigrams:
             feature_tokens.append(cls._feature_vocab((_bigrams(s.tokens) for s in train), cfg.feature_min_freq))
         tags = sorted({t for s in train for t in s.tags}, key=lambda t: (t != "O", t))
-        task = cls(vocab, tags, scheme, level, chars, feature_tokens, cfg.bigrams, cfg.max_length)
+        max_length = cfg.max_length
+        if subwords:  # WordPieces read at once: the model's positions less [CLS] and [SEP], or fewer
+            known = (init.data["model"]["kwargs"] if init is not None else {}) | {
+                k: v for k, v in recipe.model.kwargs.items() if v is not None}
+            window = int(known.get("max_position_embeddings") or DEFAULT_MAX_LENGTH + 2) - 2
+            max_length = min(max_length or window, window)
+        task = cls(vocab, tags, scheme, level, chars, feature_tokens, cfg.bigrams, max_length)
+        task.init, task.init_weights = init, cfg.init_weights
+        task.elmo = elmo_features.load(cfg)
         task.vectors = cfg if cfg.vectors else None
         task.notes = _ill_formed_notes(train, scheme, cfg.train)
         task.splits["train"] = task._encode_split(train)
@@ -202,13 +270,17 @@ class TagTask(Task):
         whole, such as `Corp.`, stays whole) or the whitespace-separated tokens (mode whitespace)."""
         if self.level == "char":
             return characters(text)
-        return token_spans(text, mode, word_lookup(self.vocab.index, self.vocab.lowercase))
+        known = None if self.subwords else word_lookup(self.vocab.index, self.vocab.lowercase)
+        return token_spans(text, mode, known)
 
     def encode(self, sentences: list[list[str]], features: list[list[list[str]]] | None = None) -> list[dict]:
         """Each sentence's pieces of at most `piece_length` tokens (see split_long) as id lists."""
         return list(self._pieces(sentences, features))
 
     def _pieces(self, sentences: list[list[str]], features: list[list[list[str]]] | None = None) -> Iterator[dict]:
+        if self.subwords:
+            yield from self._wordpiece_pieces(sentences)
+            return
         for n, tokens in enumerate(sentences):
             cols = list(features[n]) if features else []
             for start, end in split_long(len(tokens), self.piece_length, tokens):
@@ -223,15 +295,36 @@ class TagTask(Task):
         feats = [[index.get(t, 1) for t in col] for index, col in zip(self.feature_index, cols)]
         return {"ids": ids, "tokens": tokens, "features": feats, "sentence": sentence, "start": start}
 
+    def _wordpiece_pieces(self, sentences: list[list[str]]) -> Iterator[dict]:
+        """A BERT tagger's pieces: windows of whole words of at most `piece_length` WordPieces, each
+        with its pieces' ids, the position of each word's first piece among them ("first"), and
+        the whole sentence's WordPiece count ("length"). A word the tokenizer empties reads as
+        [UNK]; one of more pieces than a window holds keeps those that fit."""
+        budget, unk = self.piece_length, self.vocab.unk_id
+        for chunk_start in range(0, len(sentences), WORDPIECE_CHUNK):
+            chunk = sentences[chunk_start: chunk_start + WORDPIECE_CHUNK]
+            for n, per_word in enumerate(self.vocab.word_pieces(chunk), chunk_start):
+                tokens = sentences[n]
+                words = [(ids or [unk])[:budget] for ids in per_word]
+                costs = [len(w) for w in words]
+                for start, end in split_long(len(tokens), budget, tokens, costs):
+                    first = list(accumulate(costs[start: end - 1], initial=0))
+                    yield {"ids": [i for w in words[start:end] for i in w], "first": first,
+                           "tokens": tokens[start:end], "features": [], "sentence": n, "start": start,
+                           "length": sum(costs)}
+
     def _encode_split(self, sentences: list[Sentence]):
         pieces = self.encode([s.tokens for s in sentences], [s.features for s in sentences])
         for piece in pieces:
             tags = sentences[piece["sentence"]].tags
-            piece["tags"] = [self.tag_index[t] for t in tags[piece["start"]: piece["start"] + len(piece["ids"])]]
+            piece["tags"] = [self.tag_index[t] for t in tags[piece["start"]: piece["start"] + len(piece["tokens"])]]
         return pieces, sentences
 
     def _batch(self, pieces: list[dict]) -> dict[str, torch.Tensor]:
         ids, mask = pad([p["ids"] for p in pieces], self.vocab.pad_id)
+        if self.subwords:
+            first, words = pad([p["first"] for p in pieces], 0)
+            return {"ids": ids, "mask": mask, "first": first, "word_mask": words}  # first, word_mask (B, W)
         batch = {"ids": ids, "mask": mask}
         if self.feature_tokens:
             cols = [pad([p["features"][i] for p in pieces], 0)[0] for i in range(len(self.feature_tokens))]
@@ -263,7 +356,14 @@ class TagTask(Task):
         return batch
 
     def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model.loss(_forward(model, batch), batch["tags"], batch["mask"])
+        return model.loss(*self._scores(model, batch, batch["tags"]))
+
+    def _scores(self, model, batch: dict[str, torch.Tensor], *tags: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(tag scores (B, W, K), *tags, the words' mask (B, W)) of a batch."""
+        if self.subwords:
+            return model(batch["ids"], batch["mask"], batch["first"]), *tags, batch["word_mask"]
+        scores = model(batch["ids"], batch["mask"], batch["chars"], batch["char_index"], batch.get("features"))
+        return scores, *tags, batch["mask"]
 
     # ------------------------------------------------------------ prediction and evaluation
 
@@ -276,7 +376,8 @@ class TagTask(Task):
             chosen = [i for i in batch_ids if pieces[i]["ids"]]
             if chosen:
                 batch = {k: v.to(device) for k, v in self._batch([pieces[i] for i in chosen]).items()}
-                yield chosen, _forward(model, batch).float(), batch["mask"]
+                scores, mask = self._scores(model, batch)
+                yield chosen, scores.float(), mask
 
     @torch.inference_mode()
     def tag_pieces(self, model, pieces: list[dict], batch_size: int = EVAL_BATCH) -> list[list[str]]:
@@ -330,7 +431,9 @@ class TagTask(Task):
     def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:
         """Records {"id", "tokens", "tags", "spans"}, each span with its `char_start` and `char_end` in
         the text; with the `n_best` option, "n_best": the best whole-sentence alternatives with their
-        probabilities; with `token_offsets`, "token_offsets": [[start, end], ...], one per token."""
+        probabilities; with `token_offsets`, "token_offsets": [[start, end], ...], one per token. A
+        BERT tagger's record of a sentence too long to read at once has "truncated": {"length": its
+        WordPieces, "window": the most read at once, "windows": how many it was tagged in}."""
         batch_size, n_best = options.get("batch_size", EVAL_BATCH), options.get("n_best")
         mode = options.get("tokenize", "auto")
         offsets = [self.token_spans(t, mode) for t in texts]
@@ -343,6 +446,7 @@ class TagTask(Task):
             tags = [paths[0][0] if paths else [] for paths in alternatives]
         else:
             tags = self.tag_sentences(model, sentences, None, batch_size)
+        cuts = self.cut_notes(sentences) if self.subwords else {}
         records = []
         for n, (id_, tokens, sentence_tags) in enumerate(zip(ids, sentences, tags)):
             record = {"id": id_, "tokens": tokens, "tags": sentence_tags,
@@ -351,8 +455,20 @@ class TagTask(Task):
                 record["token_offsets"] = [list(span) for span in offsets[n]]
             if alternatives is not None:
                 record["n_best"] = [{"tags": t, "probability": round(p, 6)} for t, p in alternatives[n]]
+            if n in cuts:
+                record["truncated"] = cuts[n]
             records.append(record)
         return records
+
+    def cut_notes(self, sentences: list[list[str]]) -> dict[int, dict]:
+        """Sentence index -> "truncated" note, for the sentences tagged in more than one window."""
+        notes: dict[int, dict] = {}
+        for piece in self._pieces(sentences):
+            if piece["start"] > 0:
+                note = notes.setdefault(piece["sentence"], {"length": piece["length"], "window": self.piece_length,
+                                                            "windows": 1})
+                note["windows"] += 1
+        return notes
 
     def spans_of(self, text: str, offsets: list[tuple[int, int]], tags: list[str]) -> list[dict]:
         """Spans over tokens (start, end: token indices, end exclusive) and over `text` (char_start,
@@ -377,10 +493,6 @@ class TagTask(Task):
                                 f"{len(records[0].features)}", "set --feature-columns as in training")
             pred = self.tag_sentences(model, [s.tokens for s in records], [s.features for s in records])
         return tagging_report([s.tags for s in records], pred, with_spans=self.scheme != "none")
-
-
-def _forward(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(batch["ids"], batch["mask"], batch["chars"], batch["char_index"], batch.get("features"))
 
 
 def _joined(pieces: list[dict], tagged: list[list[str]], n: int) -> list[list[str]]:

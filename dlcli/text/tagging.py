@@ -15,9 +15,10 @@ would score it, not repaired.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import accumulate, chain, repeat
 from pathlib import Path
 
 from dlcli.errors import DataError
@@ -121,15 +122,26 @@ def join_spans(tokens: list[str], tags: list[str], sep: str = "") -> list[str]:
     return words
 
 
-def split_long(n: int, max_length: int | None, tokens: list[str]) -> list[tuple[int, int]]:
+def split_long(n: int, max_length: int | None, tokens: list[str],
+               costs: list[int] | None = None) -> list[tuple[int, int]]:
     """Cut a sentence of n tokens into [start, end) pieces of at most max_length tokens, after
-    the last punctuation mark inside each window where there is one. No token is dropped."""
-    if not max_length or n <= max_length:
+    the last punctuation mark inside each window where there is one (one that keeps more than half
+    the window). No token is dropped. `costs`: each token's share of max_length instead of 1 (its
+    WordPiece count, for a BERT tagger); a token costing more than max_length is a piece alone."""
+    if not max_length or (n <= max_length if costs is None else sum(costs) <= max_length):
         return [(0, n)]
+    prefix = list(accumulate(costs if costs is not None else repeat(1, n), initial=0))
+    half = max_length // 2
     pieces, start = [], 0
-    while n - start > max_length:
-        end = start + max_length
-        cut = next((i + 1 for i in range(end - 1, start + max_length // 2, -1) if tokens[i] in BOUNDARIES), end)
+    while prefix[n] - prefix[start] > max_length:
+        end = max(start + 1, bisect_right(prefix, prefix[start] + max_length) - 1)
+        cut = end
+        for i in range(end - 1, start, -1):
+            if prefix[i] - prefix[start] <= half:
+                break
+            if tokens[i] in BOUNDARIES:
+                cut = i + 1
+                break
         pieces.append((start, cut))
         start = cut
     pieces.append((start, n))

@@ -62,6 +62,19 @@ class BertWordPieceVocab(TokenizerVocab):
         return [Pieces(e.ids, e.tokens, e.word_ids, e.offsets)
                 for e in self._tok.encode_batch(texts, add_special_tokens=False)]
 
+    def word_pieces(self, sentences: list[list[str]]) -> list[list[list[int]]]:
+        """Each word's piece ids, for sentences already split into words (a tagger's): a word is
+        normalized and split as in running text (`U.S.` -> u . s .); one the normalizer empties
+        (control characters, zero-width spaces) has none."""
+        out = []
+        for words, e in zip(sentences, self._tok.encode_batch(sentences, is_pretokenized=True,
+                                                               add_special_tokens=False)):
+            per_word: list[list[int]] = [[] for _ in words]
+            for i, w in zip(e.ids, e.word_ids):
+                per_word[w].append(i)
+            out.append(per_word)
+        return out
+
     def wrap(self, ids: Iterable[int]) -> list[int]:
         """[CLS] ids [SEP]."""
         return [self.cls_id, *ids, self.sep_id]

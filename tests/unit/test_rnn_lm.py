@@ -89,7 +89,7 @@ def task_over(tmp_path, lines, batch_size=2, bptt=3, **vocab) -> LMTask:
     recipe = SimpleNamespace(data=LMData(bptt=bptt), train=SimpleNamespace(batch_size=batch_size))
     knobs = {"pattern": r"\S+", **vocab}
     task = LMTask.from_records(recipe, {"vocab": (None, knobs)}, write(tmp_path / "train.txt", lines), None)
-    task.prepare_model(SimpleNamespace(context_length=None))  # a recurrent model: streams
+    task.prepare_model(SimpleNamespace(context_length=None, bidirectional=False, word_bytes=0))  # streams
     return task
 
 
