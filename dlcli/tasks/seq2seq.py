@@ -166,7 +166,7 @@ class Seq2SeqTask(Task):
             raise DataError(f"{train.path}: every pair is longer than data.max_source_length "
                             f"({data.max_source_length}) or data.max_target_length ({data.max_target_length}) tokens",
                             "raise them")
-        task.train, task.dev, task.source = kept, dev, train.path
+        task.train, task.dev = kept, dev
         left = len(train.pairs) - len(kept)
         sizes = (f"vocabulary {source_vocab.size:,} (shared)" if data.shared_vocab else
                  f"vocabularies {source_vocab.size:,} (source) and {target_vocab.size:,} (target)")
@@ -278,7 +278,7 @@ class Seq2SeqTask(Task):
                 count += int((batch["target_out"] != IGNORE).sum())
             settings = {**dataclasses.asdict(Seq2SeqPredict()), **options, "beam_size": beam, "n_best": 1}
             outputs = [r["output"] for r in self._translate(model, list(range(len(pairs))), [p.source for p in pairs],
-                                                            settings)]
+                                                            settings, sources)]
         finally:
             model.train(was_training)
         references = [p.target for p in pairs]
@@ -327,12 +327,13 @@ class Seq2SeqTask(Task):
             on_text(records[0]["output"])
         return records
 
-    def _translate(self, model, ids: list, texts: list[str], opts: dict) -> list[dict]:
+    def _translate(self, model, ids: list, texts: list[str], opts: dict, sources=None) -> list[dict]:
+        """Records for `texts`; `sources`: their ids when the caller has encoded them already."""
         device = next(model.parameters()).device
         limit = self.max_source
         if model.max_source_positions is not None:
             limit = min(limit, model.max_source_positions)
-        sources = self.encode(texts, self.source_vocab)
+        sources = self.encode(texts, self.source_vocab) if sources is None else sources
         records: list[dict | None] = [None] * len(texts)
         todo = []
         for i, (id_, text, source) in enumerate(zip(ids, texts, sources)):
