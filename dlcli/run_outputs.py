@@ -21,28 +21,34 @@ from dlcli.files import Busy, FileLock, stale_temp_files
 class Outputs:
     """The files a run writes for one `--out`: the model, its metrics log and resumable train
     state beside it, the best model so far while an earlier model is kept at `model` (`partial`),
-    and the lock that keeps two runs from writing them at once."""
+    and the lock that keeps two runs from writing them at once; `picture`, the log drawn by
+    `dlcli train --plot`."""
 
     model: Path
     log: Path
     state: Path
     partial: Path
     lock: Path
+    picture: Path
 
     @classmethod
     def of(cls, out: Path) -> Outputs:
         out = Path(out)
         return cls(out, checkpoint.sidecar(out, "metrics.jsonl"), checkpoint.sidecar(out, "train-state.pt"),
-                   checkpoint.sidecar(out, "partial.pt"), out.with_name(f".{out.name}.lock"))
+                   checkpoint.sidecar(out, "partial.pt"), out.with_name(f".{out.name}.lock"),
+                   checkpoint.sidecar(out, "metrics.png"))
 
     def files(self) -> tuple[Path, ...]:
         return self.model, self.log, self.state, self.partial
 
 
 def start_new(outputs: Outputs) -> None:
-    """A new run: what an earlier one left beside --out goes (claimed with --overwrite); its model stays."""
+    """A new run: what an earlier one left beside --out goes (claimed with --overwrite); its model
+    stays. Its picture goes too: it drew the log that the new run starts afresh."""
     outputs.partial.unlink(missing_ok=True)
     outputs.state.unlink(missing_ok=True)
+    if outputs.picture.is_file():
+        outputs.picture.unlink()
     outputs.log.write_text("", encoding="utf-8")
 
 

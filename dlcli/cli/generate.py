@@ -98,9 +98,9 @@ def generate_command(
         options["attention_plot"] = attention_plot
     loaded = api.load_model(model, device)
     if loaded.task.command != "dlcli generate":
-        raise DataError(f"{model}: a {loaded.data['task']} model does not generate text",
-                          f"use {loaded.task.command} with it; dlcli generate takes a language model (task lm) "
-                          "or a seq2seq model")
+        raise DataError(f"{model}: model type {loaded.data['model']['type']} (task {loaded.data['task']}) does not "
+                        "generate text", f"use {loaded.task.command} with it; dlcli generate takes a left-to-right "
+                        "language model (task lm: rnn_lm, gpt) or a seq2seq model")
     text = output_format == "text"
     streamed = text and prompt is not None and (num_samples or 1) == 1
 

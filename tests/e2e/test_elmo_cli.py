@@ -72,7 +72,8 @@ def test_elmo_trains_scores_both_ways_and_embeds_in_context(cli, elmo):
 
     assert_fails(cli("embed", elmo, "--layer", "3", stdin=lines), 2, "--layer: 3 is not a layer")
     assert_fails(cli("embed", elmo, "--neighbors", "3", stdin=lines), 2, "bidirectional language model")
-    assert_fails(cli("generate", elmo, "--prompt", "the cat"), 1, "dlcli embed")
+    assert_fails(cli("generate", elmo, "--prompt", "the cat"), 1, "model type elmo (task lm) does not generate",
+                 "dlcli embed")
 
 
 def test_a_classifier_with_elmo_features_predicts_without_the_elmo_file(cli, elmo, tmp_path):

@@ -30,6 +30,10 @@ def test_plot_writes_the_curves_beside_the_checkpoint(cli, dataset):
     losses = [record["train_loss"] for record in log_records(out)]  # what the top panel draws
     assert len(losses) == 3 and losses[-1] < losses[0]
 
+    # a new run into the same --out without --plot: the old picture, of a log now gone, goes too
+    assert_ok(cli("train", dataset.recipe(train={"epochs": 1}), "--out", out, "--overwrite"))
+    assert not picture.exists() and len(log_records(out)) == 1
+
 
 def test_plot_after_a_resumed_run_and_after_an_early_stop(cli, dataset):
     pytest.importorskip("matplotlib")
