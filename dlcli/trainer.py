@@ -118,7 +118,9 @@ class Trainer:
                         break
                     p.epoch += 1
                     p.step_in_epoch = 0
-                    if cfg.eval_every is None or (cfg.eval_every == 0 and p.epoch == cfg.epochs):
+                    # every epoch; or at the end, unless its last step was an eval_every step
+                    if cfg.eval_every is None or (p.epoch == cfg.epochs and (
+                            cfg.eval_every == 0 or p.global_step % cfg.eval_every)):
                         self._evaluate_and_save()
                     if cfg.state_every and p.epoch % cfg.state_every == 0:
                         self._save_state(state_extra)

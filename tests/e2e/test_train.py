@@ -180,6 +180,17 @@ def test_eval_every_counts_optimizer_steps(cli, dataset):
     assert [r["step"] for r in metrics_log(out)] == [3, 6, 7]
 
 
+def test_eval_every_also_evaluates_the_last_step_when_the_epochs_run_out(cli, dataset):
+    out = dataset.root / "m.pt"
+    steps = 2 * STEPS_PER_EPOCH
+    assert_ok(train(cli, dataset.recipe(train={"epochs": 2, "eval_every": steps - 1}), out))
+    assert [r["step"] for r in metrics_log(out)] == [steps - 1, steps]  # the last steps are not lost
+    assert checkpoint.load(out)["metrics"]["step"] in (steps - 1, steps)
+    out2 = dataset.root / "m2.pt"  # a last step that is an eval_every step is evaluated once
+    assert_ok(train(cli, dataset.recipe(train={"epochs": 2, "eval_every": STEPS_PER_EPOCH}), out2))
+    assert [r["step"] for r in metrics_log(out2)] == [STEPS_PER_EPOCH, steps]
+
+
 def test_ema_checkpoint_holds_the_shadow_weights(cli, dataset):
     out = dataset.root / "m.pt"
     recipe = dataset.recipe(data={"dev": None}, train={"epochs": 2, "ema_decay": 0.9})
