@@ -105,7 +105,7 @@ class TrainConfig:
     optimizer: Component = kwarg_bounds(Component("adam", {"lr": 1.0e-3}), lr={"ge": 0})
     lr_schedule: Component = Component("constant")
     grad_clip: float | None = bounded(None, gt=0)
-    # optimizer steps between dev evaluations; default: every epoch; 0: at the end
+    # optimizer steps between dev evaluations, and the last step; default: every epoch; 0: at the end
     eval_every: int | None = bounded(None, ge=0)
     # epochs between resume states; 0: only on Ctrl-C (big models: no 800 MB copies)
     state_every: int = bounded(1, ge=0)
