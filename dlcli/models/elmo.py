@@ -240,7 +240,9 @@ class ElmoFeatures(nn.Module):
     Its words come from a table filled before training and saved with the weights: either a
     word vocabulary's bytes (`table` (V, S'), `from_ids`: a classifier's ids) or a character
     table's bytes (`table` (C, 4), `from_chars`: a tagger's spelled words, so unseen words keep
-    their spelling)."""
+    their spelling). A classifier's words outside its vocabulary keep theirs too: the task gives
+    them ids from V on and their spellings (`spell_unseen`, not saved); the classifier's own
+    embedding reads them as <unk> (`known`)."""
 
     CHAR_BYTES = 4  # the most UTF-8 bytes of one character
 
@@ -254,6 +256,7 @@ class ElmoFeatures(nn.Module):
         self.gamma = nn.Parameter(torch.ones(()))
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("table", torch.zeros(table_rows, table_width, dtype=torch.int16))
+        self.register_buffer("unseen", torch.zeros(0, table_width, dtype=torch.int16), persistent=False)
         self.output_size = 2 * self.bilm.width
 
     @classmethod
@@ -280,9 +283,25 @@ class ElmoFeatures(nn.Module):
             values = values[: self.table.size(1)]
             self.table[row, : len(values)] = torch.tensor(values, dtype=torch.int16)
 
+    @torch.no_grad()
+    def spell_unseen(self, spellings: list[list[int]]) -> None:
+        """The bytes (+ 1) of the words with ids V, V + 1, ... (words outside the vocabulary)."""
+        rows = torch.zeros(len(spellings), self.table.size(1), dtype=torch.int16)
+        for row, values in enumerate(spellings):
+            values = values[: rows.size(1)]
+            rows[row, : len(values)] = torch.tensor(values, dtype=torch.int16)
+        self.unseen = rows.to(self.table.device)
+
+    def known(self, ids: torch.Tensor, unk_id: int) -> torch.Tensor:
+        """`ids` with those past the vocabulary (words spelled by `spell_unseen`) as `unk_id`."""
+        return ids.masked_fill(ids >= self.table.size(0), unk_id)
+
     def from_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         words, index = torch.unique(ids, return_inverse=True)
-        return self.mixed(self.table[words].long(), index, mask)
+        table = torch.cat([self.table, self.unseen]) if len(self.unseen) else self.table
+        if int(words[-1]) >= len(table):
+            raise ValueError(f"word id {int(words[-1])} has no spelling ({len(table)} known)")
+        return self.mixed(table[words].long(), index, mask)
 
     def from_chars(self, chars: torch.Tensor, char_index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """chars (U, L'): each distinct word's character ids; char_index (B, T): each token's word."""

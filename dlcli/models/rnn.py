@@ -22,6 +22,7 @@ from dlcli.models.classifier import ClassifierDefaults
 from dlcli.models.elmo import ElmoFeatures
 from dlcli.nn.attention import AdditiveAttentionPooling
 from dlcli.nn.pooling import GLOBAL_POOLINGS
+from dlcli.text.vocab import TokenVocab
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "mean", "max", "attention")
@@ -82,9 +83,10 @@ class RNNClassifier(ClassifierDefaults, nn.Module):
         self.output = nn.Linear(width, num_labels)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.embedding(ids)  # (B, T, E)
-        if self.elmo is not None:
-            x = torch.cat([x, self.elmo.from_ids(ids, mask)], 2)  # (B, T, E + 2P)
+        if self.elmo is None:
+            x = self.embedding(ids)  # (B, T, E)
+        else:  # ids past the vocabulary: words the biLM spells, <unk> to the embedding
+            x = torch.cat([self.embedding(self.elmo.known(ids, TokenVocab.unk_id)), self.elmo.from_ids(ids, mask)], 2)
         states, last = encode_packed(self.rnn, x, mask)  # (B, T, D), (B, D)
         if self.pooling == "last":
             pooled = last

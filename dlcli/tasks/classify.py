@@ -87,6 +87,9 @@ class ClassifyTask(Task):
         self.init = None  # the loaded data.init model (not saved: the weights it gives are the model's)
         self.init_weights = True
         self.elmo = None  # the loaded data.elmo model (not saved: the classifier holds its biLM)
+        # with ELMo features: words outside the vocabulary, by the ids they get (V, V + 1, ...), so
+        # that the biLM reads them as spelled (see ElmoFeatures.spell_unseen); None without
+        self.open_words: dict[str, int] | None = None
 
     # ------------------------------------------------------------ construction
 
@@ -125,6 +128,7 @@ class ClassifyTask(Task):
         task = cls(vocab, labels, multi, cfg.max_length)
         task.init, task.init_weights = init, cfg.init_weights
         task.elmo = elmo_features.load(cfg)
+        task.open_words = {} if task.elmo is not None else None
         task.vectors = cfg if cfg.vectors else None
         task.splits["train"] = task._encode_records(train)
         if dev:
@@ -136,8 +140,10 @@ class ClassifyTask(Task):
     @classmethod
     def from_checkpoint(cls, data: dict) -> ClassifyTask:
         extra = data["task_state"]
-        return cls(vocabularies.from_dict(data["vocab"]), list(data["labels"]), bool(extra["multi_label"]),
+        task = cls(vocabularies.from_dict(data["vocab"]), list(data["labels"]), bool(extra["multi_label"]),
                    extra.get("max_length"), int(extra.get("min_length", 1)))
+        task.open_words = {} if (data["recipe"].get("data") or {}).get("elmo") else None
+        return task
 
     def payload(self) -> dict:
         return {
@@ -170,6 +176,7 @@ class ClassifyTask(Task):
         if self.elmo is not None:
             self.notes.append(elmo_features.attach(model, self.elmo, elmo_features.word_spellings(
                 self.vocab.tokens, model.elmo.table.size(1))))
+            self._spell_unseen(model)
         self.min_length = model.min_length
         counts = [0] * len(self.labels)
         for target in self.splits["train"][1]:
@@ -186,7 +193,22 @@ class ClassifyTask(Task):
     # ------------------------------------------------------------ encoding
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        return self.truncated(self.vocab.encode_batch(texts))
+        return self.truncated(self._ids(texts))
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids; with ELMo features a word outside the vocabulary gets an id of its own
+        past it (open_words), else <unk>'s."""
+        if self.open_words is None:
+            return self.vocab.encode_batch(texts)
+        get, words, first = self.vocab.index.get, self.open_words, self.vocab.size
+        return [[i if (i := get(t)) is not None else words.setdefault(t, first + len(words))
+                 for t in self.vocab.tokenize(text)] for text in texts]
+
+    def _spell_unseen(self, model) -> None:
+        """Give an ELMo classifier the spellings of the words past its vocabulary seen so far."""
+        features = getattr(unwrapped(model), "elmo", None)
+        if features is not None and self.open_words and len(features.unseen) != len(self.open_words):
+            features.spell_unseen(elmo_features.word_spellings(list(self.open_words), features.table.size(1)))
 
     def truncated(self, ids: list) -> list:
         """`ids` cut to data.max_length, if the recipe set one."""
@@ -271,6 +293,7 @@ class ClassifyTask(Task):
     def scores(self, model, ids: list[list[int]], batch_size: int = EVAL_BATCH) -> torch.Tensor:
         """(N, C) probabilities in input order. A text longer than `piece_length(model)` is scored
         in pieces (see split_pieces) whose probabilities are averaged, weighted by their lengths."""
+        self._spell_unseen(model)
         pieces, owners = split_pieces(ids, self.piece_length(model))
         probs = self._piece_scores(model, pieces, batch_size)
         if len(pieces) == len(ids):
@@ -316,7 +339,7 @@ class ClassifyTask(Task):
         """Records {"id", "label", "score", "top_k"} (see prediction_records); with the `explain`
         option, "attention": each token's weight and place in the text (see classify_output.explained)."""
         batch_size, mode = options.get("batch_size", EVAL_BATCH), options.get("tokenize", "auto")
-        full = self.vocab.encode_batch(model_texts(self.vocab, texts, mode))
+        full = self._ids(model_texts(self.vocab, texts, mode))
         encoded = self.truncated(full)
         probs = self.scores(model, encoded, batch_size).numpy()
         records = prediction_records(ids, probs, self.labels, self.multi_label, options.get("top_k", 1),

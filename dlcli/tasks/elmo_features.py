@@ -4,6 +4,8 @@ scalar weights times gamma and concatenated with the model's own word embeddings
 2018). The biLM is never trained; its weights are copied into the model before training, with the
 spelling of every word (a classifier's vocabulary) or character (a tagger's table) the model can
 be given, so the checkpoint predicts on its own: the elmo file is read only when training starts.
+A classifier's words outside its vocabulary reach the biLM spelled as well (ids past the
+vocabulary, `ClassifyTask.open_words`); its own embedding reads them as <unk>.
 
 A model takes the features when its builder has the `elmo` knob, which the task fills with the
 biLM's architecture (a recipe never sets it), and `elmo_dropout`, the dropout on the mixed vector;

@@ -95,6 +95,13 @@ def test_a_classifier_with_elmo_features_predicts_without_the_elmo_file(cli, elm
     right = sum(r["label"] == label for r, (label, _) in zip(after.records(), data.dev_rows()))
     assert right / len(data.dev_rows()) >= 0.85  # chance: 1 in 3
 
+    # a word outside the classifier's vocabulary reaches the biLM as spelled, not as <unk>: two
+    # unseen words give two different scores, and the checkpoint holds no spellings of them
+    first, second = cli("classify", out, "--quiet", "--top-k", "3",
+                        stdin=b"the cat sat on qzx\nthe cat sat on wvy\n").records()
+    assert first["top_k"] != second["top_k"]
+    assert not any("unseen" in name for name in torch.load(out, weights_only=True)["state_dict"])
+
 
 def test_a_tagger_with_elmo_features_predicts_without_the_elmo_file(cli, elmo, tmp_path):
     write_conll(tmp_path / "train.txt", synthetic_ner(120, 1))
