@@ -39,15 +39,15 @@ def lines(path: Path) -> int:
         return sum(1 for _ in fh)
 
 
-def scaled_warmup(recipe: Path, pairs: int, epochs: int) -> list[str]:
-    """An override of the recipe's warm-up steps scaled to the budget's share of its steps."""
+def scaled_warmup(recipe: Path, pairs: int, epochs: int) -> int | None:
+    """The recipe's warm-up steps scaled to the budget's share of its steps; None: keep the recipe's."""
     loaded = load_recipe(recipe)
     warmup = loaded.train.lr_schedule.kwargs.get("warmup_steps")
     if not warmup:
-        return []
+        return None
     total = lines(Path(os.environ.get("DLCLI_DATA_DIR", ".")) / loaded.data.train)
     share = (min(pairs or total, total) * epochs) / (total * loaded.train.epochs)
-    return [] if share >= 1 else [f"train.lr_schedule.warmup_steps={max(1, round(warmup * share))}"]
+    return None if share >= 1 else max(1, round(warmup * share))
 
 
 def subset(recipe: Path, pairs: int, folder: Path) -> list[str]:
@@ -80,8 +80,9 @@ def main() -> None:
         for name, model, extra in (VARIANTS[key] for key in args.models):
             recipe = RECIPES / f"{model}_tatoeba_{args.direction}.yaml"
             warmup = scaled_warmup(recipe, args.pairs, args.epochs)
-            name += f" (warm-up {warmup[0].rpartition('=')[2]} steps)" if warmup else ""
-            extra = [*extra, *warmup]
+            if warmup is not None:
+                name += f" (warm-up {warmup} steps)"
+                extra = [*extra, f"train.lr_schedule.warmup_steps={warmup}"]
             out = folder / f"{model}-{len(extra)}.pt"
             start = time.perf_counter()
             api.train(recipe, overrides=[f"train.epochs={args.epochs}", f"seed={args.seed}", "train.patience=null",

@@ -78,10 +78,11 @@ def train_command(
 
 def _plot_run(checkpoint_path: Path, metric: str, messages) -> Path:
     """The run's metrics log (all of it, across --resume) drawn beside the checkpoint."""
-    from dlcli import checkpoint, plots
+    from dlcli import plots
+    from dlcli.run_outputs import Outputs
 
-    log = plots.read_metrics_log(checkpoint.sidecar(checkpoint_path, "metrics.jsonl"))
-    picture = plots.plot_history(log, checkpoint.sidecar(checkpoint_path, "metrics.png"), title=checkpoint_path.name,
+    files = Outputs.of(checkpoint_path)
+    picture = plots.plot_history(plots.read_metrics_log(files.log), files.picture, title=checkpoint_path.name,
                                  metric=metric)
     messages.print(f"wrote {picture}", markup=False, soft_wrap=True)
     return picture

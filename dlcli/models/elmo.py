@@ -278,19 +278,20 @@ class ElmoFeatures(nn.Module):
     def fill(self, bilm_state: dict, spellings: list[list[int]]) -> None:
         """Take a trained biLM's weights and each table row's bytes (+ 1)."""
         self.bilm.load_state_dict(bilm_state)
-        self.table.zero_()
-        for row, values in enumerate(spellings):
-            values = values[: self.table.size(1)]
-            self.table[row, : len(values)] = torch.tensor(values, dtype=torch.int16)
+        self.table.copy_(self._rows(spellings, len(self.table)))
 
     @torch.no_grad()
     def spell_unseen(self, spellings: list[list[int]]) -> None:
         """The bytes (+ 1) of the words with ids V, V + 1, ... (words outside the vocabulary)."""
-        rows = torch.zeros(len(spellings), self.table.size(1), dtype=torch.int16)
+        self.unseen = self._rows(spellings, len(spellings)).to(self.table.device)
+
+    def _rows(self, spellings: list[list[int]], count: int) -> torch.Tensor:
+        """(count, table width) int16: row r holds spellings[r], cut to the width, zero-padded."""
+        rows = torch.zeros(count, self.table.size(1), dtype=torch.int16)
         for row, values in enumerate(spellings):
             values = values[: rows.size(1)]
             rows[row, : len(values)] = torch.tensor(values, dtype=torch.int16)
-        self.unseen = rows.to(self.table.device)
+        return rows
 
     def known(self, ids: torch.Tensor, unk_id: int) -> torch.Tensor:
         """`ids` with those past the vocabulary (words spelled by `spell_unseen`) as `unk_id`."""
@@ -299,8 +300,6 @@ class ElmoFeatures(nn.Module):
     def from_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         words, index = torch.unique(ids, return_inverse=True)
         table = torch.cat([self.table, self.unseen]) if len(self.unseen) else self.table
-        if int(words[-1]) >= len(table):
-            raise ValueError(f"word id {int(words[-1])} has no spelling ({len(table)} known)")
         return self.mixed(table[words].long(), index, mask)
 
     def from_chars(self, chars: torch.Tensor, char_index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
