@@ -20,8 +20,8 @@ from dlcli.loading import LoadedModel, load_model
 from dlcli.pathlists import path_lines
 from dlcli.text.readers import BadInput, chunked_inputs
 
-__all__ = ["LoadedModel", "load_model", "train", "load_predictor", "predict", "generate", "evaluate", "text_chunks",
-           "input_chunks", "batched", "expect_task"]
+__all__ = ["LoadedModel", "load_model", "train", "cross_validate", "load_predictor", "predict", "generate", "evaluate",
+           "text_chunks", "input_chunks", "batched", "expect_task"]
 
 
 def default_output(recipe_path: str | Path) -> Path:
@@ -43,6 +43,15 @@ def train(recipe_path: str | Path, *, overrides: Iterable[str] = (), out: str | 
         recipe = dataclasses.replace(recipe, device=device)
     out = Path(out) if out else default_output(recipe_path)
     return training.run(recipe, Path(recipe_path), out, data_dir, resume, console, overwrite=overwrite)
+
+
+def cross_validate(recipe_path: str | Path, folds: int, *, overrides: Iterable[str] = (), data_dir: str | None = None,
+                   keep: str | Path | None = None, console=None) -> dict[str, Any]:
+    """k-fold cross-validation of a classify or tag recipe on its training file; returns the report
+    described in dlcli/cross_validation.py. `keep`: a folder for the folds' checkpoints."""
+    from dlcli.cross_validation import cross_validate as run
+
+    return run(Path(recipe_path), folds, list(overrides), data_dir, Path(keep) if keep else None, console)
 
 
 # ---------------------------------------------------------------- inference

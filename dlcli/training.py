@@ -15,6 +15,7 @@ from dlcli import checkpoint, loading, registry, run_outputs
 from dlcli.device import seed_everything, setup_placement, teardown_placement, wrap_distributed
 from dlcli.errors import CheckpointError, RecipeError, TrainingError
 from dlcli.recipe import Recipe, checkpoint_fields, data_root, path_fields, recipe_warnings, resolve_data_path
+from dlcli.tasks import held_out
 from dlcli.trainer import Trainer
 
 # Recipe sections that must match for --resume to continue the same run.
@@ -126,8 +127,12 @@ def _prepare_task(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, d
     for name in checkpoint_fields(data):
         if getattr(data, name):
             init = _load_init(getattr(data, name), name)
+    if isinstance(data, held_out.HeldOutData):
+        held_out.check(data)  # before reading: a dev split named twice is refused at once
     train_records = parts.adapter.read(Path(data.train), data)
     dev_records = parts.adapter.read(Path(data.dev), data) if data.dev else None
+    if isinstance(data, held_out.HeldOutData):
+        train_records, dev_records = held_out.split(train_records, dev_records, data, data.train)
     return parts.adapter.from_records(dataclasses.replace(recipe, data=data), parts.vocabs, train_records,
                                       dev_records, init)
 

@@ -9,7 +9,20 @@ from importlib import import_module
 
 import typer
 
-from dlcli.cli import classify, convert, detect_faces, embed, evaluate, generate, info, predict, recipes, tag, train
+from dlcli.cli import (
+    classify,
+    convert,
+    cross_validate,
+    detect_faces,
+    embed,
+    evaluate,
+    generate,
+    info,
+    predict,
+    recipes,
+    tag,
+    train,
+)
 from dlcli.errors import DlcliError
 
 app = typer.Typer(
@@ -26,6 +39,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("train", epilog=train.EXAMPLES)(train.train_command)
+app.command("cross-validate", epilog=cross_validate.EXAMPLES)(cross_validate.cross_validate_command)
 app.command("classify", epilog=classify.EXAMPLES)(classify.classify_command)
 app.command("tag", epilog=tag.EXAMPLES)(tag.tag_command)
 app.command("embed", epilog=embed.EXAMPLES)(embed.embed_command)

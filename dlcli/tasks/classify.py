@@ -19,6 +19,7 @@ from dlcli.models.classifier import ClassifierDefaults
 from dlcli.recipe import bounded, choice
 from dlcli.tasks import PredictSection, Task, elmo_features, unseen_labels_note
 from dlcli.tasks.classify_output import check_classify_options, explained, model_texts, note_cuts, prediction_records
+from dlcli.tasks.held_out import HeldOutData, dev_source
 from dlcli.tasks.pretrained import (
     PretrainedData,
     init_vocab,
@@ -42,7 +43,7 @@ FORMATS = ("tsv", "csv", "jsonl", "fasttext")
 
 
 @dataclass(frozen=True)
-class ClassifyData(WordVectorsData, PretrainedData, elmo_features.ElmoData):
+class ClassifyData(WordVectorsData, PretrainedData, elmo_features.ElmoData, HeldOutData):
     format: str = choice("tsv", FORMATS)
     label_column: int = 0
     text_column: int = 1
@@ -133,7 +134,7 @@ class ClassifyTask(Task):
         task.splits["train"] = task._encode_records(train)
         if dev:
             task.splits["dev"] = (task.encode([r.text for r in dev]), dev)
-            unseen = unseen_labels_note(labels, (r.labels for r in dev), str(cfg.dev))
+            unseen = unseen_labels_note(labels, (r.labels for r in dev), dev_source(cfg))
             task.notes += [unseen] if unseen else []
         return task
 

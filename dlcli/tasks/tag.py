@@ -30,6 +30,7 @@ from dlcli.metrics import tagging_report
 from dlcli.models.tagger import TaggerInputs
 from dlcli.recipe import bounded, choice
 from dlcli.tasks import PredictSection, Task, elmo_features, unseen_labels_note
+from dlcli.tasks.held_out import HeldOutData, dev_source
 from dlcli.tasks.pretrained import (
     PretrainedData,
     init_vocab,
@@ -57,7 +58,7 @@ END = "</s>"  # the right neighbour of the last token, for bigram features
 
 
 @dataclass(frozen=True)
-class TagData(WordVectorsData, PretrainedData, elmo_features.ElmoData):
+class TagData(WordVectorsData, PretrainedData, elmo_features.ElmoData, HeldOutData):
     format: str = choice("conll", ("conll", "segmented", "word_tag"))
     token_column: int = 0
     tag_column: int = -1  # negative: counted from the last column
@@ -226,7 +227,7 @@ class TagTask(Task):
         task.splits["train"] = task._encode_split(train)
         if dev:
             task.notes += _ill_formed_notes(dev, scheme, cfg.dev)
-            unseen = unseen_labels_note(tags, (s.tags for s in dev), str(cfg.dev), "tags")
+            unseen = unseen_labels_note(tags, (s.tags for s in dev), dev_source(cfg), "tags")
             task.notes += [unseen] if unseen else []
             task.splits["dev"] = (task.encode([s.tokens for s in dev], [s.features for s in dev]), dev)
         return task
