@@ -12,12 +12,13 @@ vocabularies it builds, and `metrics` says which way each of its metrics is bett
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from dlcli.errors import DataError, RecipeError
-from dlcli.recipe import bounded, data_path
+from dlcli.recipe import bounded, check_bounds, data_path
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,31 @@ class Task(Protocol):
         takes the text of a single prompt's continuation piece by piece as it is made."""
         raise DataError(f"a {self.name} model does not generate text", f"use {self.command} with it")
 
+
+def refuse_foreign_options(options: dict, allowed: Iterable[str], model: str, hint: str) -> None:
+    """Refuse a given option (not None) that the command does not take for this kind of `model`
+    ("a seq2seq model, which decodes by beam search"), naming its flag; `hint` lists its own."""
+    allowed = set(allowed)
+    foreign = sorted(k for k, v in options.items() if k not in allowed and v is not None)
+    if foreign:
+        raise RecipeError(f"--{foreign[0].replace('_', '-')}: does not apply to {model}", hint)
+
+
+def check_section_options(section: type, options: dict) -> None:
+    """Refuse given options outside the bounds or choices of their field in a `predict` section,
+    naming each flag."""
+    errors: list[str] = []
+    for f in dataclasses.fields(section):
+        value, flag = options.get(f.name), "--" + f.name.replace("_", "-")
+        if value is None:
+            continue
+        if "bounds" in f.metadata:
+            check_bounds(value, f.metadata["bounds"], flag, errors)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            errors.append(f"{flag}: {value!r} is not one of {', '.join(map(str, choices))}")
+    if errors:
+        raise RecipeError("; ".join(errors))
 
 
 def unseen_labels_note(known, dev_labels, source: str, what: str = "labels") -> str | None:

@@ -68,8 +68,8 @@ import torch.nn.functional as F
 from dlcli import decoding
 from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
-from dlcli.recipe import bounded, check_bounds, choice
-from dlcli.tasks import DataSection, PredictSection, Task, lm_sentences
+from dlcli.recipe import bounded, choice
+from dlcli.tasks import DataSection, PredictSection, Task, check_section_options, lm_sentences, refuse_foreign_options
 from dlcli.text.batching import bucket_batches, shuffled_batches
 from dlcli.text.byte_bpe import build_byte_bpe_vocab
 from dlcli.text.corpus import encode_lines, read_raw, remap
@@ -487,17 +487,10 @@ class LMTask(Task):
         if self.bidirectional:
             lm_sentences.check_options(options)
             return
-        foreign = sorted(k for k, v in options.items() if k not in GENERATION and v is not None)
-        if foreign:
-            raise RecipeError(f"--{foreign[0].replace('_', '-')}: does not apply to a language model, which samples "
-                              "its continuations", "its options: --max-new-tokens, --temperature, --top-k, --top-p, "
-                              "--seed, --num-samples, --batch-size")
-        errors: list[str] = []
-        for f in dataclasses.fields(LMPredict):
-            if f.name in options:
-                check_bounds(options[f.name], f.metadata["bounds"], "--" + f.name.replace("_", "-"), errors)
-        if errors:
-            raise RecipeError("; ".join(errors))
+        refuse_foreign_options(options, GENERATION, "a language model, which samples its continuations",
+                               "its options: --max-new-tokens, --temperature, --top-k, --top-p, --seed, "
+                               "--num-samples, --batch-size")
+        check_section_options(LMPredict, options)
 
     def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:
         if model.bidirectional:  # its records are contextual vectors (`dlcli embed`)

@@ -27,7 +27,6 @@ says so ("truncated": {"length", "kept"}, in tokens with [CLS] and [SEP]); it is
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +36,8 @@ import torch.nn.functional as F
 
 from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
-from dlcli.recipe import bounded, check_bounds, choice
-from dlcli.tasks import DataSection, PredictSection, Task
+from dlcli.recipe import bounded, choice
+from dlcli.tasks import DataSection, PredictSection, Task, check_section_options
 from dlcli.tasks.contextual import vector_records
 from dlcli.text.batching import pad, shuffled_batches
 from dlcli.text.readers import file_lines
@@ -304,17 +303,8 @@ class MLMTask(Task):
         if options.get("layer") is not None:
             raise RecipeError("--layer picks one of an elmo model's layers; a bert model gives its last layer's "
                               "vectors", "leave --layer out")
-        errors: list[str] = []
-        for f in dataclasses.fields(MLMPredict):
-            if options.get(f.name) is not None and "bounds" in f.metadata:
-                check_bounds(options[f.name], f.metadata["bounds"], "--" + f.name.replace("_", "-"), errors)
-            choices = f.metadata.get("choices")
-            if choices and options.get(f.name) not in (None, *choices):
-                errors.append(f"--{f.name}: {options[f.name]!r} is not one of {', '.join(choices)}")
-        if errors:
-            raise RecipeError("; ".join(errors))
+        check_section_options(MLMPredict, options)
 
-    @torch.inference_mode()
     @torch.inference_mode()
     def predict(self, model, ids: list, texts: list[str], options: dict) -> list[dict]:
         """Records {"id", "text", "vector"}, or with `tokens` {"id", "text", "tokens", "vectors"}

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from dlcli import decoding
 from dlcli.device import unwrapped
 from dlcli.errors import DataError, RecipeError
-from dlcli.recipe import bounded, check_bounds, choice
-from dlcli.tasks import DataSection, PredictSection, Task
+from dlcli.recipe import bounded, choice
+from dlcli.tasks import DataSection, PredictSection, Task, check_section_options, refuse_foreign_options
 from dlcli.text import bleu
 from dlcli.text.batching import bucket_batches, pad
 from dlcli.text.readers import file_lines
@@ -290,17 +290,10 @@ class Seq2SeqTask(Task):
     # ------------------------------------------------------------ generation
 
     def check_options(self, options: dict) -> None:
-        foreign = sorted(k for k, v in options.items() if k not in OPTIONS and v is not None)
-        if foreign:
-            raise RecipeError(f"--{foreign[0].replace('_', '-')}: does not apply to a seq2seq model, which decodes "
-                              "by beam search", "its options: --beam-size, --n-best, --max-length, "
-                              "--length-penalty, --attention-plot, --batch-size")
-        errors: list[str] = []
-        for f in dataclasses.fields(Seq2SeqPredict):
-            if options.get(f.name) is not None:
-                check_bounds(options[f.name], f.metadata["bounds"], "--" + f.name.replace("_", "-"), errors)
-        if errors:
-            raise RecipeError("; ".join(errors))
+        refuse_foreign_options(options, OPTIONS, "a seq2seq model, which decodes by beam search",
+                               "its options: --beam-size, --n-best, --max-length, --length-penalty, "
+                               "--attention-plot, --batch-size")
+        check_section_options(Seq2SeqPredict, options)
         if int(options.get("n_best") or 1) > int(options.get("beam_size") or 1):
             raise RecipeError(f"--n-best: {options['n_best']} outputs need --beam-size {options['n_best']} or more")
 
