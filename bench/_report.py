@@ -36,3 +36,14 @@ def add_row(heading: str, row: str, intro: str = "", columns: str = "") -> None:
             end = next((i for i in range(at, len(lines)) if lines[i].startswith("## ")), len(lines))
             last = max(i for i in range(at, end) if lines[i].startswith("|"))
             lines.insert(last + 1, row)
+
+
+def replace_section(lines: list[str]) -> None:
+    """Put `lines` (a `## ` heading first) in place of that section, or at the end when it is new."""
+    with edited_doc() as doc:
+        if lines[0] in doc:
+            at = doc.index(lines[0])
+            end = next((i for i in range(at + 1, len(doc)) if doc[i].startswith("## ")), len(doc))
+            doc[at:end] = [*lines, *([""] if end < len(doc) else [])]
+        else:
+            doc += ["", *lines]

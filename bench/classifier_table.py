@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _report import edited_doc
+from _report import replace_section
 
 from dlcli.registry import load_recipe
 
@@ -173,18 +173,6 @@ def table(models: list[str], notes: list[str], command: str, jobs: int) -> list[
     return lines
 
 
-def write_section(lines: list[str]) -> None:
-    """Replace the section under HEADING in docs/benchmarks.md (append it when absent)."""
-    with edited_doc() as doc:
-        if HEADING in doc:
-            at = doc.index(HEADING)
-            end = next((i for i in range(at + 1, len(doc)) if doc[i].startswith("## ")), len(doc))
-            rest = doc[end:]
-            doc[:] = doc[:at] + lines + ([""] + rest if rest else [])
-        else:
-            doc += ["", *lines]
-
-
 def main() -> None:
     models = classifier_models()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -239,9 +227,9 @@ def main() -> None:
                 print(f"{model:12s} {dataset:17s} accuracy {cell['accuracy']:.3f}  {cell['seconds']:6.0f} s  "
                       f"best epoch {cell['best_epoch']} of {cell['epochs']}", file=sys.stderr, flush=True)
                 if not args.no_doc:
-                    write_section(table(models, notes, command, args.jobs))
+                    replace_section(table(models, notes, command, args.jobs))
     if not args.no_doc:
-        write_section(table(models, notes, command, args.jobs))
+        replace_section(table(models, notes, command, args.jobs))
     if failures:
         sys.exit(f"failed: {', '.join(failures)}")
 

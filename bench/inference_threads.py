@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import edited_doc
+from _report import replace_section
 
 HEADING = "## Threads for prediction"
 
@@ -108,13 +108,7 @@ def main() -> None:
     ]
     print("\n".join(section))
     if not args.no_append:
-        with edited_doc() as lines:
-            if HEADING in lines:
-                at = lines.index(HEADING)
-                end = next((i for i in range(at + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-                lines[at:end] = [*section, ""]
-            else:
-                lines += ["", *section]
+        replace_section(section)
 
 
 if __name__ == "__main__":

@@ -57,12 +57,12 @@ def tokenize(source: Path, out: Path, max_lines: int | None) -> int:
     return words
 
 
-def run_dlcli(combo: str, corpus: Path, seed: int, work: Path, data: Path) -> dict:
+def run_dlcli(combo: str, corpus: Path, seed: int, work: Path, data: Path, sets: list[str]) -> dict:
     from dlcli import api, loading
 
     recipe = ROOT / "recipes" / "embed" / f"word2vec_{combo}_wiki.yaml"
     overrides = [f"data.train={corpus}", f"data.dev={data / EVAL / 'questions-words.dev.txt'}", f"seed={seed}",
-                 "vocab.pattern=\\S+", "vocab.lowercase=false"]
+                 "vocab.pattern=\\S+", "vocab.lowercase=false", *sets]
     started = time.perf_counter()
     api.train(recipe, overrides=overrides, out=work / "dlcli.pt", overwrite=True)
     seconds = time.perf_counter() - started
@@ -80,7 +80,7 @@ def recipe_lr(combo: str) -> float:
     return float(recipe["train"]["optimizer"]["lr"])
 
 
-def run_gensim(combo: str, corpus: Path, seed: int, work: Path, data: Path) -> dict:
+def run_gensim(combo: str, corpus: Path, seed: int, work: Path, data: Path, sets: list[str]) -> dict:
     from gensim.models import Word2Vec
 
     arch, loss = combo.split("_")
@@ -92,22 +92,22 @@ def run_gensim(combo: str, corpus: Path, seed: int, work: Path, data: Path) -> d
     return {"seconds": seconds, "words": list(model.wv.index_to_key), "vectors": model.wv.vectors}
 
 
-def worker(tool: str, combo: str, corpus: Path, seed: int, work: Path, data: Path) -> None:
+def worker(tool: str, combo: str, corpus: Path, seed: int, work: Path, data: Path, sets: list[str]) -> None:
     """One training run in this process; vectors to work/vectors.npy, the rest as JSON on stdout."""
-    result = (run_dlcli if tool == "dlcli" else run_gensim)(combo, corpus, seed, work, data)
+    result = (run_dlcli if tool == "dlcli" else run_gensim)(combo, corpus, seed, work, data, sets)
     np.save(work / "vectors.npy", np.asarray(result["vectors"], dtype=np.float32))
     (work / "words.txt").write_text("\n".join(result["words"]) + "\n", encoding="utf-8")
     print(json.dumps({"seconds": result["seconds"]}))
 
 
-def measured(tool: str, combo: str, corpus: Path, seed: int, data: Path) -> dict:
+def measured(tool: str, combo: str, corpus: Path, seed: int, data: Path, sets: list[str]) -> dict:
     """A run in a fresh process: its time, peak RSS and the scores of its vectors."""
     from dlcli.text import embedding_eval as ev
 
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         command = [sys.executable, __file__, "--worker", tool, "--combos", combo, "--corpus", str(corpus),
-                   "--seeds", str(seed), "--work", str(work)]
+                   "--seeds", str(seed), "--work", str(work), *[f"--set={item}" for item in sets]]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, env={**os.environ, "DLCLI_DATA_DIR": str(data)})
         out = process.stdout.read()
         _, status, usage = os.wait4(process.pid, 0)
@@ -131,13 +131,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="runs per tool, seeds 1..N")
     parser.add_argument("--corpus", default="wiki_en_corpus/train.txt.gz", help="relative to the data root")
     parser.add_argument("--max-lines", type=int, default=None, help="train on the first N lines only")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a value of dlcli's recipe (repeatable), e.g. train.lr_schedule.final_ratio=0.1")
     parser.add_argument("--no-append", action="store_true")
     parser.add_argument("--worker", choices=("dlcli", "gensim"), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     data = Path(os.environ.get("DLCLI_DATA_DIR", "data")).resolve()
     if args.worker:
-        worker(args.worker, args.combos, Path(args.corpus), args.seeds, args.work, data)
+        worker(args.worker, args.combos, Path(args.corpus), args.seeds, args.work, data, args.sets)
         return
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -148,7 +150,7 @@ def main() -> None:
             runs: dict[str, list[dict]] = {"dlcli": [], "gensim": []}
             for seed in range(1, args.seeds + 1):
                 for tool in ("dlcli", "gensim"):
-                    result = measured(tool, combo, corpus, seed, data)
+                    result = measured(tool, combo, corpus, seed, data, args.sets)
                     runs[tool].append(result)
                     print(f"{combo} seed {seed} {tool}: analogy {result['analogy']:.4f} ws353 {result['ws353']:.4f} "
                           f"simlex {result['simlex']:.4f}, {result['seconds']:.1f} s, {result['rss_mb']:.0f} MB",
@@ -164,7 +166,8 @@ def report(combo: str, runs: dict, words: int, args) -> None:
     rss = {tool: max(r["rss_mb"] for r in runs[tool]) for tool in runs}
     lines = f", first {args.max_lines:,} lines" if args.max_lines else ""
     command = f"`python bench/word2vec_vs_gensim.py --combos {combo} --seeds {args.seeds}" + \
-              (f" --max-lines {args.max_lines}" if args.max_lines else "") + "`"
+              (f" --max-lines {args.max_lines}" if args.max_lines else "") + \
+              "".join(f" --set {item}" for item in args.sets) + "`"
     row = (f"| {datetime.date.today()} | {combo}, {args.corpus}{lines}: {words / 1e6:.1f}M words x 5 epochs, "
            f"lr {recipe_lr(combo)}, "
            f"vocabulary {runs['dlcli'][0]['vocab']:,} / {runs['gensim'][0]['vocab']:,} | 2 cores, 2 threads "
