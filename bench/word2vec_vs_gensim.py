@@ -14,8 +14,15 @@ process's maximum resident memory. Both tools' vectors are scored by the same co
 dev Spearman. Quality is the mean over --seeds runs, time the median. Appends one row per
 combination to docs/benchmarks.md.
 
+The lr schedules are not quite the same: in corpus_file mode each gensim worker trains on its own
+share of the file but measures its progress against the whole file (gensim 4.4,
+word2vec_corpusfile.pyx, get_next_alpha and the loop that calls it), so with 2 workers every epoch
+covers only half of its step down and the last lr is about 0.0025, not min_alpha. dlcli decays to
+the recipe's final lr. `--set train.lr_schedule.final_ratio=0.1` ends dlcli at gensim's 0.0025.
+
     DLCLI_DATA_DIR=../shared/datasets python bench/word2vec_vs_gensim.py
     python bench/word2vec_vs_gensim.py --combos skipgram_ns --seeds 3
+    python bench/word2vec_vs_gensim.py --combos cbow_ns --seeds 3 --set train.lr_schedule.final_ratio=0.1
 """
 
 from __future__ import annotations
