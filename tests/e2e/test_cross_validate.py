@@ -6,7 +6,7 @@ import json
 import statistics
 
 import pytest
-from helpers import TINY_FASTTEXT, assert_fails, assert_ok, read_tsv, train
+from helpers import TINY_FASTTEXT, assert_fails, assert_ok, read_tsv, synthetic_ner, tag_recipe, train, write_conll
 
 from dlcli import checkpoint
 
@@ -78,3 +78,15 @@ def test_a_task_without_records_to_fold_is_refused(cli, tmp_path):
 def test_train_refuses_a_dev_split_named_twice_or_a_missing_fold(cli, dataset, tmp_path, data, fragment):
     recipe = dataset.recipe(model=TINY_FASTTEXT, data=data)
     assert_fails(train(cli, recipe, tmp_path / "m.pt"), 2, fragment)
+
+
+def test_a_tagger_cross_validates_on_sentences(cli, tmp_path):
+    write_conll(tmp_path / "train.txt", synthetic_ner(30, seed=1))
+    recipe = tag_recipe(tmp_path, {"format": "conll", "dev": None}, epochs=2)
+    result = cli("cross-validate", recipe, "--folds", 3, "--keep", tmp_path / "folds", "--quiet")
+    assert_ok(result)
+    report = result.json()
+    assert report["metric"] == "f1" and len(report["per_fold"]) == 3 and len(report["by_eval"]) == 2
+    for fold in range(3):
+        log = checkpoint.sidecar(tmp_path / "folds" / f"fold{fold}.pt", "metrics.jsonl")
+        assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2]
