@@ -8,7 +8,7 @@ import typer
 
 EXAMPLES = """Examples:
 
-  DLCLI_DATA_DIR=../shared/datasets dlcli cross-validate classify/textcnn_mpqa --folds 10 --set train.eval_every=null | jq .at_best
+  dlcli cross-validate classify/textcnn_mpqa --folds 10 --set train.eval_every=null | jq .at_best
 
   dlcli cross-validate recipes/quickstart.yaml --folds 5 | jq -c '.by_eval[] | [.epoch, .mean]'
 """
