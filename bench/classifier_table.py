@@ -113,12 +113,10 @@ def best_epoch(log: Path, best: float) -> int | None:
     return None
 
 
-def train_cell(model: str, dataset: str) -> dict:
-    # read the recipe when the cell starts, so one edited during a long run counts from then on
-    recipe = recipe_path(model)
-    sets = overrides(recipe, dataset)
-    key = fingerprint(recipe, sets)
-    out = CACHE / f"{model}_{dataset}.pt"
+def train_one_thread(recipe: Path, out: Path, sets: list[str], what: str) -> dict:
+    """`dlcli train` of `recipe` with `sets` into `out`, in a process of its own at 1 thread: its
+    JSON summary plus "seconds" (wall time, start-up included) and "best_epoch". RuntimeError
+    naming `what` when it fails."""
     command = ["dlcli", "train", str(recipe), "--out", str(out), "--quiet", "--device", "cpu", "--overwrite"]
     for value in sets:
         command += ["--set", value]
@@ -127,13 +125,22 @@ def train_cell(model: str, dataset: str) -> dict:
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise RuntimeError(f"{model} on {dataset} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**summary, "seconds": round(seconds, 1),
+            "best_epoch": best_epoch(out.with_name(out.stem + ".metrics.jsonl"), summary["best"])}
+
+
+def train_cell(model: str, dataset: str) -> dict:
+    # read the recipe when the cell starts, so one edited during a long run counts from then on
+    recipe = recipe_path(model)
+    sets = overrides(recipe, dataset)
+    key = fingerprint(recipe, sets)
+    summary = train_one_thread(recipe, CACHE / f"{model}_{dataset}.pt", sets, f"{model} on {dataset}")
     cell = {
         "model": model, "dataset": dataset, "recipe": recipe.relative_to(ROOT).as_posix(), "overrides": sets,
-        "fingerprint": key, "accuracy": summary["best"], "seconds": round(seconds, 1),
-        "epochs": summary["epochs"], "best_epoch": best_epoch(out.with_name(out.stem + ".metrics.jsonl"),
-                                                              summary["best"]),
+        "fingerprint": key, "accuracy": summary["best"], "seconds": summary["seconds"],
+        "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
         "date": datetime.date.today().isoformat(), "threads": 1,
     }
     cell_path(model, dataset).write_text(json.dumps(cell, indent=1) + "\n", encoding="utf-8")

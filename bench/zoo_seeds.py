@@ -23,14 +23,12 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 from _report import replace_section
-from classifier_table import best_epoch
+from classifier_table import train_one_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes" / "classify"
@@ -66,21 +64,12 @@ def cached(recipe: Path, seed: int) -> dict | None:
 def train_run(recipe: Path, seed: int) -> dict:
     if run := cached(recipe, seed):  # another process of this bench trained it meanwhile
         return run
-    key = fingerprint(recipe, seed)
+    key = fingerprint(recipe, seed)  # the recipe as it is when the run starts
     out = CACHE / f"{recipe.stem}_seed{seed}.pt"
-    command = ["dlcli", "train", str(recipe), "--out", str(out), "--quiet", "--device", "cpu", "--overwrite",
-               "--set", f"seed={seed}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{recipe.name} seed {seed} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary = train_one_thread(recipe, out, [f"seed={seed}"], f"{recipe.name} seed {seed}")
     run = {"recipe": recipe.relative_to(ROOT).as_posix(), "seed": seed, "fingerprint": key,
-           "accuracy": summary["best"], "seconds": round(seconds, 1), "epochs": summary["epochs"],
-           "best_epoch": best_epoch(out.with_name(out.stem + ".metrics.jsonl"), summary["best"]),
-           "date": datetime.date.today().isoformat()}
+           "accuracy": summary["best"], "seconds": summary["seconds"], "epochs": summary["epochs"],
+           "best_epoch": summary["best_epoch"], "date": datetime.date.today().isoformat()}
     run_path(recipe, seed).write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
     for done_with in (out, out.with_name(out.stem + ".train-state.pt")):
         done_with.unlink(missing_ok=True)  # the numbers and the log are kept; a model is a `dlcli train` away
