@@ -9,6 +9,7 @@ at each evaluation, at the evaluation where that mean peaks.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 from pathlib import Path
@@ -18,8 +19,6 @@ from dlcli.errors import RecipeError
 from dlcli.plots import read_metrics_log
 from dlcli.run_outputs import Outputs
 from dlcli.tasks.held_out import HeldOutData
-
-FOLD_KEYS = ("data.dev=null", "data.dev_from_train=null")  # the held-out fold is the only dev split
 
 
 def cross_validate(recipe_path: Path, folds: int, overrides: list[str], data_dir: str | None = None,
@@ -37,8 +36,9 @@ def cross_validate(recipe_path: Path, folds: int, overrides: list[str], data_dir
         where.mkdir(parents=True, exist_ok=True)
         logs, summaries = [], []
         for fold in range(folds):
-            fold_recipe = registry.load_recipe(recipe_path, [*overrides, *FOLD_KEYS, f"data.folds={folds}",
-                                                             f"data.fold={fold}"])
+            # the held-out fold is the only dev split
+            data = dataclasses.replace(recipe.data, dev=None, dev_from_train=None, folds=folds, fold=fold)
+            fold_recipe = dataclasses.replace(recipe, data=data)
             if console is not None:
                 console.print(f"fold {fold + 1} of {folds}")
             out = where / f"fold{fold}.pt"

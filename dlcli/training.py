@@ -127,11 +127,12 @@ def _prepare_task(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, d
     for name in checkpoint_fields(data):
         if getattr(data, name):
             init = _load_init(getattr(data, name), name)
-    if isinstance(data, held_out.HeldOutData):
+    carved = isinstance(data, held_out.HeldOutData)  # its dev split may come from the training file
+    if carved:
         held_out.check(data)  # before reading: a dev split named twice is refused at once
     train_records = parts.adapter.read(Path(data.train), data)
     dev_records = parts.adapter.read(Path(data.dev), data) if data.dev else None
-    if isinstance(data, held_out.HeldOutData):
+    if carved:
         train_records, dev_records = held_out.split(train_records, dev_records, data, data.train)
     return parts.adapter.from_records(dataclasses.replace(recipe, data=data), parts.vocabs, train_records,
                                       dev_records, init)

@@ -226,7 +226,7 @@ class TagTask(Task):
         task.notes = _ill_formed_notes(train, scheme, cfg.train)
         task.splits["train"] = task._encode_split(train)
         if dev:
-            task.notes += _ill_formed_notes(dev, scheme, cfg.dev)
+            task.notes += _ill_formed_notes(dev, scheme, dev_source(cfg))
             unseen = unseen_labels_note(tags, (s.tags for s in dev), dev_source(cfg), "tags")
             task.notes += [unseen] if unseen else []
             task.splits["dev"] = (task.encode([s.tokens for s in dev], [s.features for s in dev]), dev)
