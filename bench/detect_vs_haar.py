@@ -150,11 +150,15 @@ def main() -> None:
     parser.add_argument("--model", default="mtcnn", help="a dlcli face checkpoint or shipped name")
     parser.add_argument("--photos", type=int, default=200, help="dev set size when it is built")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dev-every", type=int, help="score only every N-th annotated photo by sorted name "
+                        "(the dev photos of a recipe's data.dev_every N)")
+    parser.add_argument("--ignore-under", type=float, help="faces narrower or shorter than this many pixels "
+                        "count neither as found nor as missed")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
     from dlcli.metrics import detection_report
-    from dlcli.vision.annotations import read_annotations
+    from dlcli.vision.annotations import ignore_under, read_annotations, split_every
     from dlcli.vision.evaluation import evaluate_detector
     from dlcli.vision.images import load_image
 
@@ -170,6 +174,12 @@ def main() -> None:
             path = build_dev_set(scratch, args.photos, args.seed)
             data = f"dev set of scripts/make_faces_dev.py (--photos {args.photos} --seed {args.seed})"
         annotations = read_annotations(path)
+        if args.dev_every:
+            annotations = split_every(annotations, args.dev_every)[1]
+            data += f", every {args.dev_every}th photo"
+        if args.ignore_under:
+            annotations = ignore_under(annotations, args.ignore_under)
+            data += f", faces under {args.ignore_under:g} px ignored"
         photos = [load_image(a.image).numpy() for a in annotations]
 
         detectors = []
@@ -210,8 +220,13 @@ def report_rows(rows, annotations, data: str, threads: int, args) -> None:
               f"{haar_ms / ms:7.2f}x  {fit:.2f}, {w:.2f} x {h:.2f}")
     today = datetime.date.today().isoformat()
     command = f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python bench/detect_vs_haar.py"
-    command += (f" --annotations {args.annotations}`" if args.annotations else
-                f" --model {args.model} --photos {args.photos} --seed {args.seed}`")
+    command += (f" --annotations {args.annotations}" if args.annotations else
+                f" --model {args.model} --photos {args.photos} --seed {args.seed}")
+    if args.annotations and args.model != "mtcnn":
+        command += f" --model {args.model}"
+    command += f" --dev-every {args.dev_every}" if args.dev_every else ""
+    command += f" --ignore-under {args.ignore_under:g}" if args.ignore_under else ""
+    command += "`"
     lines = []
     for label, r, ms, (fit, w, h) in rows:
         note = " (score: levelWeights)" if label.startswith("OpenCV") else ""

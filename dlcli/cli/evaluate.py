@@ -34,6 +34,10 @@ def evaluate_command(
     encoding: str = typer.Option(None, "--encoding"),
     threshold: float = typer.Option(None, "--threshold", help="Decision threshold of a multi-label model."),
     iou: float = typer.Option(None, "--iou", help="Face detectors: detection IoU for `ap` (default 0.5)."),
+    dev_every: int = typer.Option(None, "--dev-every", help="Face detectors: score only every N-th photo by "
+                                  "sorted image name (the dev photos of a recipe's data.dev_every N)."),
+    ignore_under: float = typer.Option(None, "--ignore-under", help="Face detectors: faces narrower or shorter "
+                                       "than this many pixels count neither as found nor as missed."),
     source_column: int = typer.Option(None, "--source-column", min=0, help="seq2seq: the source column."),
     target_column: int = typer.Option(None, "--target-column", min=0, help="seq2seq: the target column."),
     beam_size: int = typer.Option(None, "--beam-size", help="seq2seq: beam size of the decoding scored "
@@ -76,5 +80,6 @@ def evaluate_command(
     overrides = {"format": format, "label_column": label_column, "text_column": text_column,
                  "header": header, "encoding": encoding, "token_column": token_column, "tag_column": tag_column,
                  "tag_scheme": tag_scheme, "source_column": source_column, "target_column": target_column}
-    write_json(api.evaluate(loaded, data, overrides, threshold=threshold, iou=iou, beam_size=beam_size,
+    write_json(api.evaluate(loaded, data, overrides, threshold=threshold, iou=iou, dev_every=dev_every,
+                            ignore_under=ignore_under, beam_size=beam_size,
                             length_penalty=length_penalty))

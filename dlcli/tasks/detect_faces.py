@@ -45,6 +45,8 @@ class FaceData(DataSection):
     backgrounds: str | None = data_path()  # a folder of face-free photos: random negative crops from each
     background_negatives: int = bounded(30, ge=0)  # crops per background photo
     dev_fraction: float = bounded(0.0, ge=0, lt=1)  # without data.dev: hold out this share of the training samples
+    dev_every: int = bounded(0, ge=0)  # annotated photos: every n-th by sorted image name is a dev photo (0: none)
+    negative_ratio: float = bounded(0.0, ge=0)  # keep at most this many negatives per positive (0: all)
     augment: bool = True  # random mirror images and colour jitter while training
     cache_dir: str | None = None  # samples made from annotated photos; default ~/.cache/dlcli/samples
 
@@ -71,7 +73,7 @@ class DetectFacesTask(Task):
     input_kind = "path"
     # on dev crops; the first is the default
     metrics = {"loss": False, "accuracy": True, "recall": True, "box_error": False, "landmark_error": False}
-    evaluate_options = frozenset({"iou"})
+    evaluate_options = frozenset({"iou", "dev_every", "ignore_under"})
     model_positional = 0  # the builder takes no data-derived sizes
 
     def __init__(self, stage: str | None = None, stages: int = 3):
@@ -94,6 +96,17 @@ class DetectFacesTask(Task):
                               "train the pnet recipe first and name its output here")
         if not 0 <= cfg.dev_fraction < 1:
             raise RecipeError(f"data.dev_fraction: {cfg.dev_fraction} is not in [0, 1)")
+        if cfg.dev_every:
+            if cfg.format == "crops":
+                raise RecipeError("data.dev_every: holds out annotated photos; data.train is a crop list",
+                                  "set data.format to jsonl or wider, or use data.dev_fraction")
+            if cfg.dev or cfg.dev_fraction:
+                twice = "data.dev" if cfg.dev else "data.dev_fraction"
+                raise RecipeError(f"data.dev_every: the dev split is named twice ({twice} is set too)",
+                                  "keep one of them")
+            if cfg.dev_every < 2:
+                raise RecipeError(f"data.dev_every: {cfg.dev_every} would hold out every photo",
+                                  "10 holds out a tenth")
 
     @staticmethod
     def read(path: Path, cfg):
@@ -110,8 +123,11 @@ class DetectFacesTask(Task):
         """`init`: the loaded detector of the earlier stages (data.init), which proposes and mines
         the windows of R-Net's and O-Net's samples."""
         from dlcli.tasks import face_samples
+        from dlcli.vision.annotations import split_every
 
         cfg = recipe.data
+        if cfg.dev_every:
+            train, dev = split_every(train, cfg.dev_every)
         stages = list(STAGES).index(cfg.stage) + 1
         task = cls(cfg.stage, stages)
         task.augment = cfg.augment
@@ -179,19 +195,30 @@ class DetectFacesTask(Task):
 
     def evaluate(self, model, records=None, options: dict | None = None) -> dict:
         """Crop metrics on the dev split or a crop list; AP and P/R on annotated photos, with the
-        `predict` options and `iou` (the overlap a detection needs to count as a hit, 0.5)."""
+        `predict` options, `iou` (the overlap a detection needs to count as a hit, 0.5), `dev_every`
+        (score only the dev photos of data.dev_every) and `ignore_under` (ignore smaller faces)."""
         from dlcli.tasks.face_samples import crop_metrics
         from dlcli.vision.crops import CropSet
 
         if records is None or isinstance(records, CropSet):
             crops = self.splits["dev"] if records is None else records.resized(STAGES[self.stage or "onet"])
             return crop_metrics(model.get_submodule(self.stage or "onet"), crops, LOSS_WEIGHTS[self.stage or "onet"])
+        from dlcli.vision.annotations import ignore_under, split_every
         from dlcli.vision.evaluation import evaluate_detector
 
         options = {**_defaults(FacePredict), **(options or {})}
         iou = options.get("iou", 0.5)
         if not 0 < iou <= 1:
             raise RecipeError(f"--iou must be above 0 and at most 1, not {iou}")
+        every, under = options.get("dev_every"), options.get("ignore_under")
+        if every is not None:
+            if every < 2:
+                raise RecipeError(f"--dev-every must be at least 2, not {every}")
+            records = split_every(records, every)[1]
+        if under is not None:
+            if under < 0:
+                raise RecipeError(f"--ignore-under must not be negative, not {under}")
+            records = ignore_under(records, under)
         return evaluate_detector(model, self.detect_options(options), records, iou)
 
     # ------------------------------------------------------------ inference

@@ -53,11 +53,24 @@ def stage_crops(cfg, train, dev, size: int, detector) -> tuple[CropSet, CropSet 
         rng = np.random.default_rng(0)
         parts += [recrops(crops, size, cfg.recrop, rng) for crops in lists if crops.size >= 2 * size]
     crops = CropSet.cat(parts)
+    if cfg.negative_ratio:
+        crops = cap_negatives(crops, cfg.negative_ratio)
     if dev is not None:
         dev_set = as_crops(cfg, dev, size, detector, "dev")
     else:
         dev_set = CropSet.cat(held) if held else None
     return crops, dev_set
+
+
+def cap_negatives(crops: CropSet, ratio: float) -> CropSet:
+    """At most `ratio` negatives per positive (the paper trains on 3:1), a fixed random choice of
+    them; every other sample stays, in order."""
+    negatives = np.flatnonzero(crops.kinds == NEG)
+    wanted = int(ratio * int((crops.kinds == POS).sum()))
+    if len(negatives) <= wanted:
+        return crops
+    dropped = np.random.default_rng(0).permutation(negatives)[wanted:]
+    return crops.select(np.setdiff1d(np.arange(len(crops)), dropped))
 
 
 def recrops(crops: CropSet, size: int, tries: int, rng: np.random.Generator) -> CropSet:
@@ -87,7 +100,8 @@ def as_crops(cfg, records, size: int, detector, split: str) -> CropSet:
     from dlcli.vision import samples
 
     source = Path(records[0].source.rsplit(":", 1)[0]) if records else Path(split)
-    cache = _cache_root(cfg) / f"{cfg.stage}-{split}-{_cache_key(cfg, detector, source, size)}"
+    key = _cache_key(cfg, detector, source, size, cfg.dev_every)
+    cache = _cache_root(cfg) / f"{cfg.stage}-{split}-{key}"
     return samples.generate(records, size, cache, _sampler(size, detector, negatives=50))
 
 

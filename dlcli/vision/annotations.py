@@ -138,3 +138,24 @@ def _read_wider(path: Path, lines: list[str]) -> list[Annotation]:
             image = path.parent / "images" / name
         out.append(Annotation(image, boxes, invalid, None, f"{path}:{start}"))
     return out
+
+
+def split_every(annotations: list[Annotation], every: int) -> tuple[list[Annotation], list[Annotation]]:
+    """(the rest in file order, every `every`-th photo by sorted image name starting with the first):
+    a fixed dev split of annotated photos that does not depend on the file's order."""
+    if every < 2:
+        raise ValueError(f"every must be at least 2, not {every}")
+    order = sorted(range(len(annotations)), key=lambda i: (annotations[i].image.name, i))
+    held = set(order[::every])
+    return [a for i, a in enumerate(annotations) if i not in held], [annotations[i] for i in order[::every]]
+
+
+def ignore_under(annotations: list[Annotation], side: float) -> list[Annotation]:
+    """Copies in which faces narrower or shorter than `side` pixels are ignored: a detector searching
+    for faces of at least that size (min_face) is then neither credited nor blamed for them."""
+    out = []
+    for a in annotations:
+        size = a.boxes[:, 2:] - a.boxes[:, :2]
+        small = (size < side).any(1)
+        out.append(Annotation(a.image, a.boxes, a.ignore | small, a.landmarks, a.source))
+    return out

@@ -194,3 +194,38 @@ def test_face_crops_npz_count_as_positives_without_boxes(tmp_path):
     crops = read_crops(tmp_path / "faces.npz")
     assert len(crops) == 3 and (crops.kinds == POS).all() and np.isnan(crops.boxes).all()
     assert crops.images.shape == (3, 36, 36, 3) and np.array_equal(crops.images[1, ..., 2], faces[2])
+
+
+def test_dev_photos_held_out_by_name_and_scored_alone(cli, tmp_path):
+    annotations = write_photos(tmp_path)
+    path = stage_recipe(tmp_path, "pnet", epochs=1)
+    recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    del recipe["data"]["dev_fraction"]
+    recipe["data"].update(train=str(annotations), format="jsonl", dev_every=4, negative_ratio=3)
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    assert_ok(train(cli, path, tmp_path / "pnet.pt"))
+    from dlcli.vision.crops import CropSet
+
+    shards = sorted((tmp_path / "cache").rglob("shard_*.npz"))
+    assert {p.parent.name.split("-")[1] for p in shards} == {"train", "dev"}
+    dev_samples = sum(len(CropSet.load(p)) for p in shards if p.parent.name.startswith("pnet-dev-"))
+    metrics = checkpoint(tmp_path / "pnet.pt")["metrics"]
+    assert metrics["n_pos"] > 0 and metrics["n"] == dev_samples, "the dev metrics are over the dev photos' samples"
+
+    # sorted by name: 0, 1, 10, 11, 2, 3, ...; every 4th from the first is 0, 2 and 6
+    rows = [json.loads(line) for line in annotations.read_text(encoding="utf-8").splitlines()]
+    dev = [r for r in rows if r["image"] in ("photos/0.png", "photos/2.png", "photos/6.png")]
+    big = sum(min(b[2] - b[0], b[3] - b[1]) >= 30 for r in dev for b in r["boxes"])
+    scored = cli("evaluate", tmp_path / "pnet.pt", annotations, "--dev-every", "4").json()
+    assert scored["n_images"] == 3 and scored["n_faces"] == sum(len(r["boxes"]) for r in dev)
+    small_ignored = cli("evaluate", tmp_path / "pnet.pt", annotations, "--dev-every", "4", "--ignore-under", "30")
+    assert_ok(small_ignored)
+    assert small_ignored.json()["n_faces"] == big
+
+    recipe["data"]["dev_fraction"] = 0.1
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    assert_fails(train(cli, path, tmp_path / "x.pt"), 2, "data.dev_every")
+    recipe["data"].update(dev_fraction=0.0, format="crops", train=str(write_crops(tmp_path, n=10)))
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    assert_fails(train(cli, path, tmp_path / "x.pt"), 2, "data.dev_every")
+    assert_fails(cli("evaluate", tmp_path / "pnet.pt", annotations, "--dev-every", "1"), 2, "--dev-every")

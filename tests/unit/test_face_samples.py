@@ -93,3 +93,16 @@ def test_faces_without_a_box_teach_only_the_face_score():
     face, box, _ = face_samples.stage_losses(Net(), batch, keep=1.0)
     assert float(box.detach()) == pytest.approx(4.0)  # only the first crop's squared error (1 per coordinate)
     assert float(face.detach()) == pytest.approx(float(np.log(2)))
+
+
+def test_cap_negatives_keeps_every_face_and_a_fixed_share_of_negatives():
+    kinds = np.array([NEG] * 10 + [POS] * 2 + [PART] * 3 + [LANDMARK], np.int8)
+    n = len(kinds)
+    crops = CropSet(np.arange(n, dtype=np.uint8).repeat(12 * 12 * 3).reshape(n, 12, 12, 3), kinds,
+                    np.zeros((n, 4), np.float32), np.zeros((n, 5, 2), np.float32))
+    capped = face_samples.cap_negatives(crops, 3)
+    assert capped.counts() == {"neg": 6, "pos": 2, "part": 3, "landmark": 1}
+    kept = capped.images[:, 0, 0, 0]
+    assert list(kept) == sorted(kept), "the order of the samples is kept"
+    assert np.array_equal(kept, face_samples.cap_negatives(crops, 3).images[:, 0, 0, 0])
+    assert len(face_samples.cap_negatives(crops, 5)) == n  # 10 negatives are within 5 per positive
