@@ -6,6 +6,8 @@ Detectors, each run one photo per call on the same photos:
   the name or path cannot be resolved), with its checkpoint's inference options;
 - the original MTCNN weights (facenet-pytorch's pnet/rnet/onet.pt) converted by
   dlcli.convert.mtcnn, with dlcli's defaults;
+- facenet-pytorch's MTCNN (the same original weights, its own code and defaults), the speed peer;
+  skipped with a message when facenet-pytorch is not installed;
 - OpenCV's `haarcascade_frontalface_default.xml`, detectMultiScale's defaults (scale 1.1, 3
   neighbours) on the grey image. Its score is the last stage's sum (`levelWeights` of
   `detectMultiScale3(..., outputRejectLevels=True)`); the script checks that this call finds the
@@ -83,6 +85,18 @@ def original_mtcnn():
     model = MTCNN().eval()
     model.load_state_dict(payload["state_dict"])
     return model, DetectFacesTask.from_checkpoint(payload), payload["recipe"]["predict"]
+
+
+def facenet_detector():
+    """facenet-pytorch's MTCNN (min face 20, its default thresholds) as a detector, or None."""
+    try:
+        from mtcnn_vs_facenet import import_facenet, peer_faces
+
+        peer = import_facenet().MTCNN(min_face_size=20, keep_all=True, select_largest=False, device="cpu").eval()
+    except (ImportError, AttributeError, OSError) as exc:
+        print(f"skipping facenet-pytorch: {exc}", file=sys.stderr)
+        return None
+    return lambda photo: [(face["box"], face["score"]) for face in peer_faces(peer, photo)]
 
 
 def haar_detector(threads: int):
@@ -187,6 +201,9 @@ def main() -> None:
                               ("dlcli, original MTCNN weights", original_mtcnn())):
             if loaded is not None:
                 detectors.append((label, dlcli_detector(*loaded), loaded))
+        facenet = facenet_detector()
+        if facenet is not None:
+            detectors.append(("facenet-pytorch MTCNN", facenet, None))
         haar, check, mismatches = haar_detector(threads)
         detectors.append(("OpenCV Haar frontalface_default", haar, None))
 
@@ -200,7 +217,7 @@ def main() -> None:
                 if abs(library["ap"] - report["ap"]) > 1e-3 or abs(library["ap50"] - report["ap50"]) > 1e-3:
                     print(f"warning: {label}: batched evaluation gives AP {library['ap50']:.4f} / {library['ap']:.4f}",
                           file=sys.stderr)
-            else:
+            elif label.startswith("OpenCV"):
                 for photo, faces in zip(photos, found):
                     check(photo, faces)
             rows.append((label, report, ms, box_fit(found, annotations)))
