@@ -51,7 +51,9 @@ def main() -> None:
             print(f"predict settings from {args.recipe}: {tuned} (the checkpoint had "
                   f"{payload['recipe'].get('predict')})")
             payload["recipe"] = {**payload["recipe"], "predict": tuned}
-    checkpoint.save(out, payload)
+    # the shipped model is replaced only once its copy has passed the check below
+    candidate = out.with_name(f".{out.stem}.candidate.pt")
+    checkpoint.save(candidate, payload)
 
     options = {}
     if args.dev:
@@ -64,12 +66,15 @@ def main() -> None:
     original = api.load_model(args.checkpoint)
     original.data["recipe"] = payload["recipe"]  # scored with the predict settings it ships with
     before = api.evaluate(original, dev, **options)
-    after = api.evaluate(api.load_model(args.name), dev, **options)
+    after = api.evaluate(api.load_model(candidate), dev, **options)
     metric = next(m for m in ("f1", "ap", "accuracy") if m in before)
-    print(f"{out} ({os.path.getsize(out) / 1e6:.1f} MB): dev {metric} {after[metric]:.4f} shipped, "
+    print(f"{out} ({os.path.getsize(candidate) / 1e6:.1f} MB): dev {metric} {after[metric]:.4f} shipped, "
           f"{before[metric]:.4f} original")
     if abs(after[metric] - before[metric]) > 0.002:
-        raise SystemExit("float16 weights changed the dev score by more than 0.002: ship float32 instead")
+        candidate.unlink()
+        raise SystemExit("float16 weights changed the dev score by more than 0.002: ship float32 instead "
+                         f"({out} is unchanged)")
+    os.replace(candidate, out)
 
 
 if __name__ == "__main__":
