@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
+from detect_vs_haar import dlcli_detector, run
 
 
 def numbers(text: str) -> tuple[float, ...]:
@@ -53,22 +52,17 @@ def main() -> None:
         annotations = split_every(annotations, args.dev_every)[1]
     if args.ignore_under:
         annotations = ignore_under(annotations, args.ignore_under)
-    photos = [load_image(a.image) for a in annotations]
+    photos = [load_image(a.image).numpy() for a in annotations]
 
     rows = []
     grid = itertools.product(args.thresholds or [tuple(defaults["thresholds"])], args.nms or [tuple(defaults["nms"])],
                              args.min_face or [defaults["min_face"]])
     for thresholds, nms, min_face in grid:
-        options = {**loaded.task.detect_options({**defaults, "thresholds": thresholds, "nms": nms,
-                                                 "min_face": min_face}), "batch_size": 1}
-        found, spent = [], []
-        for photo in photos:
-            start = time.perf_counter()
-            faces = loaded.model.detect([photo], **options)[0]
-            spent.append(time.perf_counter() - start)
-            found.append([(face["box"], face["score"]) for face in faces])
+        detect = dlcli_detector(loaded.model, loaded.task, {**defaults, "thresholds": thresholds, "nms": nms,
+                                                            "min_face": min_face})
+        found, ms = run(detect, photos)
         report = detection_report(found, annotations, iou=0.3)
-        rows.append((thresholds, nms, min_face, report, 1000 * statistics.median(spent)))
+        rows.append((thresholds, nms, min_face, report, ms))
         print(f"{thresholds} {nms} {min_face:g}: AP@0.5 {report['ap50']:.4f}", file=sys.stderr)
 
     n_faces = sum(a.n_faces for a in annotations)
