@@ -21,7 +21,7 @@ class GloVe(EmbeddingDefaults, nn.Module):
     trains_on = "cooccurrence"
 
     def __init__(self, vocab_size: int, *, embedding_dim: int = 50, window: int = 15, x_max: float = 10.0,
-                 alpha: float = 0.75, output: str = "sum", count_memory_mb: float = 1024.0):
+                 alpha: float = 0.75, output: str = "sum", count_memory_mb: float = 256.0):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")

@@ -9,8 +9,11 @@ Memory: a compiled pass writes one int64 per pair (row * V + col, shifted left, 
 low bits so that no weight array is needed) into a buffer sized from `memory_mb`. When it is
 full, the buffer is sorted in place and reduced to unique (key, value) pairs; if the corpus is
 not done, these are spilled to a shard file. At the end the shards are k-way merged straight into
-the result (one pass to count the entries, one to fill them), so the peak stays about the budget
-plus the result; the shard files are read through memory maps and deleted.
+the result (one pass to count the entries, one to fill them). The merge reads each shard through a
+window of its next entries, all windows together within the budget, and slides a window on when it
+runs out: memory-mapping whole shards instead made the merge touch every spilled page, and the
+process's resident memory grew to the result plus all the shards (1.5 GB on a 10M-word corpus at a
+256 MB budget). So the peak stays about the budget plus the result; the shard files are deleted.
 """
 
 from __future__ import annotations
@@ -100,17 +103,19 @@ def _split(keys, vals, vocab_size, rows, cols, values):
 
 
 @njit(cache=True)
-def _merge(keys, vals, vocab_size, rows, cols, values, write):
-    """k-way merge of sorted shards, summing equal keys; counts the entries (write=False) or also
-    writes them to rows/cols/values. A linear scan of the heads: the shards are few."""
+def _merge_round(keys, vals, final, vocab_size, rows, cols, values, write, state, carry):
+    """One round of the k-way merge of sorted shard windows, summing equal keys: it stops when a
+    window that is not its shard's last runs out (the caller slides it on) or when every shard is
+    done. state = [last entry's index, its key] and carry = [its summed value] carry across rounds; it counts
+    the entries (write=False) or also writes them to rows/cols/values. Returns (entries consumed per
+    window, done). A linear scan of the heads: the shards are few."""
     k = len(keys)
     pos = np.zeros(k, np.int64)
     head = np.empty(k, np.int64)
     for s in range(k):
         head[s] = keys[s][0] if len(keys[s]) else _END
-    u = -1
-    prev = np.int64(-1)
-    acc = 0.0
+    u, prev, acc = state[0], state[1], carry[0]
+    done = True
     while True:
         best = 0
         for s in range(1, k):
@@ -130,11 +135,17 @@ def _merge(keys, vals, vocab_size, rows, cols, values, write):
                 cols[u] = key % vocab_size
         acc += vals[best][pos[best]]
         pos[best] += 1
-        shard = keys[best]
-        head[best] = shard[pos[best]] if pos[best] < len(shard) else _END
-    if write and u >= 0:
+        if pos[best] < len(keys[best]):
+            head[best] = keys[best][pos[best]]
+        elif final[best]:
+            head[best] = _END
+        else:  # this window is spent but its shard goes on: an equal key may follow there
+            done = False
+            break
+    if done and write and u >= 0:
         values[u] = acc
-    return u + 1
+    state[0], state[1], carry[0] = u, prev, acc
+    return pos, done
 
 
 def _batches(sentences: Iterable[np.ndarray], vocab_size: int, batch_tokens: int):
@@ -164,16 +175,30 @@ def _result(keys: np.ndarray, vals: np.ndarray, vocab_size: int, shards: int) ->
     return Cooccurrences(rows, cols, values, shards)
 
 
-def _merge_shards(paths: list[tuple[Path, Path]], vocab_size: int) -> Cooccurrences:
-    keys, vals = typed.List(), typed.List()
-    for key_path, val_path in paths:
-        keys.append(np.load(key_path, mmap_mode="r"))
-        vals.append(np.load(val_path, mmap_mode="r"))
+def _merge_shards(shards: list[tuple[Path, Path, int]], vocab_size: int, window: int) -> Cooccurrences:
+    """The shards (keys file, values file, entries) merged in two passes (count, then fill),
+    reading at most `window` entries of each shard at a time."""
     empty = np.empty(0, np.int32)
-    n = _merge(keys, vals, vocab_size, empty, empty, np.empty(0, np.float32), False)
+    n = _merge_pass(shards, vocab_size, window, empty, empty, np.empty(0, np.float32), False)
     rows, cols, values = np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.float32)
-    _merge(keys, vals, vocab_size, rows, cols, values, True)
-    return Cooccurrences(rows, cols, values, len(paths))
+    _merge_pass(shards, vocab_size, window, rows, cols, values, True)
+    return Cooccurrences(rows, cols, values, len(shards))
+
+
+def _merge_pass(shards, vocab_size: int, window: int, rows, cols, values, write: bool) -> int:
+    starts = np.zeros(len(shards), np.int64)
+    state, carry = np.array([-1, -1], np.int64), np.zeros(1)
+    while True:
+        keys, vals, final = typed.List(), typed.List(), np.zeros(len(shards), np.bool_)
+        for s, (key_path, val_path, size) in enumerate(shards):
+            count = min(window, size - starts[s])
+            keys.append(np.fromfile(key_path, np.int64, count, offset=8 * int(starts[s])))
+            vals.append(np.fromfile(val_path, np.float32, count, offset=4 * int(starts[s])))
+            final[s] = starts[s] + count == size
+        consumed, done = _merge_round(keys, vals, final, vocab_size, rows, cols, values, write, state, carry)
+        starts += consumed
+        if done:
+            return int(state[0]) + 1
 
 
 def count_cooccurrences(sentences: Iterable[np.ndarray], vocab_size: int, window: int, memory_mb: float,
@@ -207,18 +232,19 @@ def count_cooccurrences(sentences: Iterable[np.ndarray], vocab_size: int, window
         if u:
             shards.append(_spill(buf, vals, n, shift, shard_dir, len(shards), reduced=u))
         del buf, vals
-        return _merge_shards(shards, vocab_size)
+        return _merge_shards(shards, vocab_size, max(1, capacity // len(shards)))
     finally:
         shutil.rmtree(shard_dir, ignore_errors=True)
 
 
 def _spill(buf: np.ndarray, vals: np.ndarray, n: int, shift: int, shard_dir: Path, index: int,
-           reduced: int | None = None) -> tuple[Path, Path]:
-    """Sort and reduce buf[:n] (unless already reduced to `reduced` entries) and save it."""
+           reduced: int | None = None) -> tuple[Path, Path, int]:
+    """Sort and reduce buf[:n] (unless already reduced to `reduced` entries) and save it as raw
+    int64 keys and float32 values: (keys file, values file, entries)."""
     if reduced is None:
         buf[:n].sort()
         reduced = _reduce(buf, n, shift, vals)
-    paths = shard_dir / f"shard_{index:04d}.keys.npy", shard_dir / f"shard_{index:04d}.values.npy"
-    np.save(paths[0], buf[:reduced])
-    np.save(paths[1], vals[:reduced])
-    return paths
+    keys, values = shard_dir / f"shard_{index:04d}.keys", shard_dir / f"shard_{index:04d}.values"
+    buf[:reduced].tofile(keys)
+    vals[:reduced].tofile(values)
+    return keys, values, reduced

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dlcli.kernels.glove import glove_epoch, glove_vectors, init_glove, shuffled_order
-from dlcli.text.cooccurrence import count_cooccurrences
+from dlcli.text.cooccurrence import _merge_shards, count_cooccurrences
 
 
 def _reference(sentences, window: int, symmetric: bool) -> dict[tuple[int, int], float]:
@@ -61,12 +61,13 @@ def test_counts_match_python_reference(tmp_path, symmetric, window):
 
 
 def test_tiny_budget_spills_shards_and_stays_near_it(tmp_path):
-    corpus = _random_corpus(1, 2000, 60, 20)
+    # 2,000 words: a shard holds more distinct pairs than its merge window, so the windows slide.
+    corpus = _random_corpus(1, 2000, 2000, 20)
     budget_mb = 0.25
-    count_cooccurrences(corpus[:50], 60, 5, 0.001, tmp_path)  # compile first: numba allocates too
+    count_cooccurrences(corpus[:50], 2000, 5, 0.001, tmp_path)  # compile first: numba allocates too
     tracemalloc.start()
     try:
-        cooc = count_cooccurrences(corpus, 60, 5, budget_mb, tmp_path)
+        cooc = count_cooccurrences(corpus, 2000, 5, budget_mb, tmp_path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -77,6 +78,20 @@ def test_tiny_budget_spills_shards_and_stays_near_it(tmp_path):
     assert peak < 1.15 * budget_mb * 2**20 + result, (peak, result)
     assert list(tmp_path.iterdir()) == []  # shards deleted
     _assert_equal(cooc, _reference(corpus, 5, True))
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 100])
+def test_merge_sums_keys_that_span_window_ends(tmp_path, window):
+    # Key 7 ends one window and starts the next in shard 0, and is in shard 1 too: one entry.
+    shards = [[(2, 1.0), (7, 0.5), (7, 0.25), (9, 1.0)], [(7, 2.0), (8, 1.0)], []]
+    files = []
+    for i, entries in enumerate(shards):
+        keys, values = tmp_path / f"{i}.keys", tmp_path / f"{i}.values"
+        np.array([k for k, _ in entries], np.int64).tofile(keys)
+        np.array([v for _, v in entries], np.float32).tofile(values)
+        files.append((keys, values, len(entries)))
+    merged = _merge_shards(files, 5, window)
+    assert _as_dict(merged) == {(0, 2): 1.0, (1, 2): 2.75, (1, 3): 1.0, (1, 4): 1.0}
 
 
 def test_rejects_ids_outside_the_vocabulary(tmp_path):
