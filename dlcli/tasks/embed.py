@@ -100,6 +100,7 @@ class EmbedTask(Task):
         self.notes: list[str] = []
         self.counts: np.ndarray | None = None  # corpus frequency of every vocabulary id
         self.corpus: Corpus | None = None
+        self._corpus_size = (0, 0)  # (words, lines), for describe()
         self.entries = None  # co-occurrences, for a model that trains on them
         self.dev: Split | None = None
         self._workdir: Path | None = None
@@ -146,6 +147,7 @@ class EmbedTask(Task):
         task._workdir = workdir
         weakref.finalize(task, shutil.rmtree, workdir, True)
         task.corpus = remap(raw, new_ids, workdir)
+        task._corpus_size = task.corpus.num_tokens, task.corpus.num_sentences
         (workdir / "raw.ids").unlink(missing_ok=True)
         task.counts = np.zeros(vocab.size, dtype=np.int64)
         task.counts[SPECIALS:] = [counts[position[w]] for w in ranked[SPECIALS:]]
@@ -166,7 +168,7 @@ class EmbedTask(Task):
         return (self.vocab.size,)
 
     def describe(self) -> str:
-        return f"{self.corpus.num_tokens:,} words in {self.corpus.num_sentences:,} lines, vocabulary " \
+        return f"{self._corpus_size[0]:,} words in {self._corpus_size[1]:,} lines, vocabulary " \
                f"{self.vocab.size - SPECIALS:,}"
 
     def prepare_model(self, model: EmbeddingDefaults) -> None:
@@ -178,6 +180,7 @@ class EmbedTask(Task):
             self.entries = count_cooccurrences(sentences, self.vocab.size, model.window, model.count_memory_mb,
                                                self._workdir)
             self.notes.append(f"{len(self.entries):,} co-occurring word pairs ({self.entries.shards} shards spilled)")
+            self.corpus = None  # counted: its word ids are not read again, and their mapped pages leave memory
 
     @property
     def default_metric(self) -> str:
@@ -204,6 +207,7 @@ class EmbedTask(Task):
 
             n = len(self.entries)
             seed = int(torch.randint(2**62, (1,), generator=generator))
+            self._order = None  # the last epoch's order goes before the next one is made: one at a time in memory
             self._order = shuffled_order(n, seed, np.int32 if n < 2**31 else np.int64)  # int32: half the memory
         n = self.num_train
         return [range(i, min(n, i + batch_size)) for i in range(0, n, batch_size)]

@@ -177,7 +177,7 @@ def _lookup(index: dict[str, int], word: str, lowercase: bool, limit: int) -> in
 
 
 def analogy_report(vectors: np.ndarray, index: dict[str, int], questions: Sequence[Analogy],
-                   lowercase: bool, restrict: int | None = None, batch: int = 256) -> dict:
+                   lowercase: bool, restrict: int | None = None, batch: int = 64) -> dict:
     """3CosAdd accuracy. Questions with a word outside the vocabulary, or (like gensim's
     restrict_vocab) outside the first `restrict` rows, are left out of the accuracies and counted
     in `coverage`; answers are searched among those first rows too."""
