@@ -52,8 +52,10 @@ def pretrained_score(path: str) -> str:
     from dlcli import checkpoint
 
     metrics = checkpoint.load(checkpoint.resolve_model(path))["metrics"]
-    shown = [f"{k} {v:.3f}" for k, v in metrics.items() if k.endswith("accuracy") or k == "perplexity"]
-    return ", ".join(shown[:1] + [f"step {metrics['step']:,}"] if "step" in metrics else shown[:1])
+    shown = [f"{k} {v:.3f}" for k, v in metrics.items() if k.endswith("accuracy") or k == "perplexity"][:1]
+    if "step" in metrics:
+        shown.append(f"step {metrics['step']:,}")
+    return ", ".join(shown)
 
 
 def variants(start: str, recipe: Path, random_lr: float) -> dict[str, list[str]]:
@@ -79,8 +81,9 @@ def main() -> None:
     epochs = args.epochs or load_recipe(recipe).train.epochs
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for index, (name, extra) in enumerate(variants(args.start, recipe, args.random_lr).items()):
-            if args.side != "both" and index != (args.side == "baseline"):
+        sides = zip(("pretrained", "baseline"), variants(args.start, recipe, args.random_lr).items())
+        for side, (name, extra) in sides:
+            if args.side not in ("both", side):
                 continue
             for seed in args.seeds:
                 start = time.perf_counter()

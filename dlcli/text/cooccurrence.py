@@ -186,19 +186,32 @@ def _merge_shards(shards: list[tuple[Path, Path, int]], vocab_size: int, window:
 
 
 def _merge_pass(shards, vocab_size: int, window: int, rows, cols, values, write: bool) -> int:
+    """One merge pass; a spent window is read anew from its file, the others go on where they were."""
+    def read(s: int) -> None:
+        key_path, val_path, size = shards[s]
+        count = min(window, size - starts[s])
+        keys[s], vals[s] = empty_keys, empty_vals  # the spent window goes before the next is read
+        keys[s] = np.fromfile(key_path, np.int64, count, offset=8 * int(starts[s]))
+        vals[s] = np.fromfile(val_path, np.float32, count, offset=4 * int(starts[s]))
+        final[s] = starts[s] + count == size
+
     starts = np.zeros(len(shards), np.int64)
+    final = np.zeros(len(shards), np.bool_)
+    empty_keys, empty_vals = np.empty(0, np.int64), np.empty(0, np.float32)
+    keys, vals = typed.List([empty_keys] * len(shards)), typed.List([empty_vals] * len(shards))
+    for s in range(len(shards)):
+        read(s)
     state, carry = np.array([-1, -1], np.int64), np.zeros(1)
     while True:
-        keys, vals, final = typed.List(), typed.List(), np.zeros(len(shards), np.bool_)
-        for s, (key_path, val_path, size) in enumerate(shards):
-            count = min(window, size - starts[s])
-            keys.append(np.fromfile(key_path, np.int64, count, offset=8 * int(starts[s])))
-            vals.append(np.fromfile(val_path, np.float32, count, offset=4 * int(starts[s])))
-            final[s] = starts[s] + count == size
         consumed, done = _merge_round(keys, vals, final, vocab_size, rows, cols, values, write, state, carry)
-        starts += consumed
         if done:
             return int(state[0]) + 1
+        starts += consumed
+        for s in range(len(shards)):
+            if consumed[s] == len(keys[s]) and not final[s]:
+                read(s)
+            elif consumed[s]:
+                keys[s], vals[s] = keys[s][consumed[s]:], vals[s][consumed[s]:]
 
 
 def count_cooccurrences(sentences: Iterable[np.ndarray], vocab_size: int, window: int, memory_mb: float,
