@@ -4,15 +4,16 @@ The corpus (wiki_en_corpus train, raw paragraphs) is tokenized once here (dlcli'
 lowercased) into a whitespace-separated file, and both tools train on that file with the same
 settings: dim 100, window 5, min count 5, sample 1e-3, 5 negatives (or hierarchical softmax),
 5 epochs, the recipe's starting lr (0.025 for skip-gram, word2vec.c's 0.05 for CBOW) decaying to
-1e-4, 2 threads. dlcli trains recipes/embed/word2vec_<combo>_wiki.yaml
-with the data and tokenization overridden; gensim reads the file with `corpus_file` (its fastest,
-multi-worker mode). Each run is its own process, the tools taking turns; wall time covers reading
-the file, the vocabulary and training (dlcli also writes its checkpoint and scores the dev
-analogies after each epoch). Words/s = the file's words x epochs / that time. Peak RSS is the
-process's maximum resident memory. Both tools' vectors are scored by the same code
-(dlcli/text/embedding_eval.py): dev analogies (3CosAdd, all words), WordSim-353 and SimLex-999
-dev Spearman. Quality is the mean over --seeds runs, time the median. Appends one row per
-combination to docs/benchmarks.md.
+1e-4, 2 threads. dlcli trains recipes/embed/word2vec_<combo>_wiki.yaml with the data and
+tokenization overridden and one dev evaluation, at the end (`train.eval_every=0`): its vectors are
+the last epoch's, as gensim's are, not the epoch that the recipe would pick on the dev analogies
+being reported. gensim reads the file with `corpus_file` (its fastest, multi-worker mode). Each run
+is its own process, the tools taking turns; wall time covers reading the file, the vocabulary and
+training (dlcli also writes its checkpoint and scores the dev analogies once). Words/s = the
+file's words x epochs / that time. Peak RSS is the process's maximum resident memory. Both tools'
+vectors are scored by the same code (dlcli/text/embedding_eval.py): dev analogies (3CosAdd, all
+words), WordSim-353 and SimLex-999 dev Spearman. Quality is the mean over --seeds runs, time the
+median. Appends one row per combination to docs/benchmarks.md.
 
 The lr schedules are not quite the same: in corpus_file mode each gensim worker trains on its own
 share of the file but measures its progress against the whole file (gensim 4.4,
@@ -69,7 +70,7 @@ def run_dlcli(combo: str, corpus: Path, seed: int, work: Path, data: Path, sets:
 
     recipe = ROOT / "recipes" / "embed" / f"word2vec_{combo}_wiki.yaml"
     overrides = [f"data.train={corpus}", f"data.dev={data / EVAL / 'questions-words.dev.txt'}", f"seed={seed}",
-                 "vocab.pattern=\\S+", "vocab.lowercase=false", *sets]
+                 "vocab.pattern=\\S+", "train.eval_every=0", *sets]
     started = time.perf_counter()
     api.train(recipe, overrides=overrides, out=work / "dlcli.pt", overwrite=True)
     seconds = time.perf_counter() - started

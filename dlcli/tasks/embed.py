@@ -104,7 +104,7 @@ class EmbedTask(Task):
         self.entries = None  # co-occurrences, for a model that trains on them
         self.dev: Split | None = None
         self._workdir: Path | None = None
-        self._order: np.ndarray | None = None  # this epoch's order of the co-occurrence entries
+        self._order = None  # this epoch's EntryOrder of the co-occurrence entries
         self._vectors: np.ndarray | None = None  # the loaded model's vectors, for prediction
 
     # ------------------------------------------------------------ construction
@@ -201,14 +201,11 @@ class EmbedTask(Task):
 
     def kernel_batches(self, batch_size: int, generator) -> list[range]:
         """Consecutive ranges: of sentences (read in corpus order, as word2vec does), or of the
-        epoch's shuffled co-occurrence entries."""
+        epoch's shuffled co-occurrence entries (a seeded permutation, computed as it is read)."""
         if self.entries is not None:
-            from dlcli.kernels.glove import shuffled_order
+            from dlcli.kernels.glove import EntryOrder
 
-            n = len(self.entries)
-            seed = int(torch.randint(2**62, (1,), generator=generator))
-            self._order = None  # the last epoch's order goes before the next one is made: one at a time in memory
-            self._order = shuffled_order(n, seed, np.int32 if n < 2**31 else np.int64)  # int32: half the memory
+            self._order = EntryOrder.shuffled(len(self.entries), int(torch.randint(2**62, (1,), generator=generator)))
         n = self.num_train
         return [range(i, min(n, i + batch_size)) for i in range(0, n, batch_size)]
 

@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from dlcli.kernels.glove import glove_epoch, glove_vectors, init_glove, shuffled_order
+from dlcli.kernels.glove import EntryOrder, glove_epoch, glove_vectors, init_glove
 from dlcli.text.cooccurrence import _merge_shards, count_cooccurrences
 
 
@@ -125,7 +125,7 @@ def test_one_update_matches_numpy_adagrad(x, scale):
     params[6][2] = 2.5
     expected, cost = _numpy_step(params, 2, 4, x, 10.0, 0.75, 0.05)
     got = glove_epoch(*params, np.array([2], np.int32), np.array([4], np.int32), np.array([x], np.float32),
-                      np.array([0], np.int64), 10.0, 0.75, 0.05, threads=1)
+                      EntryOrder.shuffled(1, seed=0), 10.0, 0.75, 0.05, threads=1)
     assert got == pytest.approx(cost, rel=1e-4)
     for name, mine, theirs in zip(("W", "Wt", "b", "bt", "gW", "gWt", "gb", "gbt"), params, expected):
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6, err_msg=name)
@@ -150,7 +150,7 @@ def _train(cooc, epochs: int, threads: int) -> tuple[list[float], np.ndarray]:
     params = init_glove(40, 16, seed=0)
     costs = []
     for epoch in range(epochs):
-        order = shuffled_order(len(cooc), seed=epoch)
+        order = EntryOrder.shuffled(len(cooc), seed=epoch)
         costs.append(glove_epoch(*params, cooc.rows, cooc.cols, cooc.values, order, 10.0, 0.75, 0.05, threads))
     return costs, glove_vectors(params[0], params[1], "sum")
 
@@ -185,5 +185,25 @@ def test_init_and_vector_choice():
     np.testing.assert_array_equal(glove_vectors(W, Wt, "input"), W)
     with pytest.raises(ValueError, match="model"):
         glove_vectors(W, Wt, "concat")
-    order = shuffled_order(100, seed=0)
-    assert order.dtype == np.int64 and sorted(order.tolist()) == list(range(100))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 1000, 4097])
+def test_entry_order_is_a_seeded_permutation_that_slices(n):
+    order = EntryOrder.shuffled(n, seed=7)
+    entries = order.entries()
+    assert sorted(entries.tolist()) == list(range(n))
+    np.testing.assert_array_equal(EntryOrder.shuffled(n, seed=7).entries(), entries)
+    cut = n // 3
+    np.testing.assert_array_equal(np.concatenate([order[:cut].entries(), order[cut:].entries()]), entries)
+    assert len(order[cut:]) == n - cut and len(order[cut:][1:]) == max(0, n - cut - 1)
+    if n >= 1000:  # shuffled: far from the identity, and another seed gives another order
+        assert (entries == np.arange(n)).mean() < 0.01
+        assert abs(np.corrcoef(np.arange(n), entries)[0, 1]) < 0.1
+        assert (EntryOrder.shuffled(n, seed=8).entries() != entries).mean() > 0.9
+
+
+def test_epoch_refuses_an_order_over_other_entries():
+    params = init_glove(4, 3, seed=0)
+    with pytest.raises(ValueError, match="2 entries"):
+        glove_epoch(*params, np.zeros(3, np.int32), np.ones(3, np.int32), np.ones(3, np.float32),
+                    EntryOrder.shuffled(2, seed=0), 10.0, 0.75, 0.05, threads=1)
