@@ -158,7 +158,7 @@ def test_a_classifier_starts_from_the_embeddings_checkpoint(cli, trained, datase
     out = dataset.root / "clf.pt"
     result = cli("train", recipe, "--out", out)
     assert_ok(result)
-    assert "initialised 48 of" in result.err.replace("\n", " ")
+    assert "initialised 48 of" in " ".join(result.err.split())
     clf = checkpoint.load(out)
     index = {w: i for i, w in enumerate(clf["vocab"]["tokens"].split("\n"))}
     source = api.load_model(trained)
