@@ -9,7 +9,7 @@ with the data and tokenization overridden and one dev evaluation, at the end (`t
 both tools' vectors are those of the last iteration. The recipe itself keeps the iteration that
 scores best on dev, a choice the C tools do not make; letting it choose here would tune on the
 numbers being reported. Wall time covers everything from the tokenized file to
-the vectors (dlcli also scores the dev analogies after each iteration and writes its checkpoint);
+the vectors (dlcli also scores the dev analogies once and writes its checkpoint);
 peak RSS is the largest resident memory of the run's processes. Both tools' vectors are scored by
 dlcli/text/embedding_eval.py: dev analogies, WordSim-353 and SimLex-999 Spearman. With --runs N
 each tool trains N times, the tools taking turns (dlcli with seeds 1..N; glove.c seeds itself from

@@ -46,7 +46,7 @@ _S31, _S64 = np.uint64(31), np.uint64(64)
 @njit(cache=True, inline="always")
 def _permute(p, n, keys, half):
     """The entry at position p in [0, n): the Feistel block is applied until the value lands
-    below n (cycle-walking; the block's domain is under 4n, so under 4 rounds on average)."""
+    below n (cycle-walking; the block's domain is under 4n, so under 4 tries on average)."""
     h = np.uint64(half)
     mask = (np.uint64(1) << h) - np.uint64(1)
     x = np.uint64(p)
@@ -77,8 +77,8 @@ class EntryOrder:
     n: int
     keys: np.ndarray  # (_ROUNDS,) uint64 round keys
     half: int  # bits in each half of the Feistel block
-    lo: int = 0
-    hi: int = -1
+    lo: int  # first position
+    hi: int  # one past the last
 
     @classmethod
     def shuffled(cls, n: int, seed: int) -> EntryOrder:
