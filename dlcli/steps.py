@@ -9,6 +9,8 @@ never trains a different algorithm on another device.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -27,6 +29,12 @@ class HogwildSGD(torch.optim.Optimizer):
 
     def step(self, closure=None):  # the kernel has already moved the weights
         return None
+
+
+# torch wraps these in a lazy import of torch._dynamo (about 70 MB and 1.5 s on first use), which an
+# optimizer that only carries a learning rate for a compiled kernel never needs: it takes them plain.
+for _name in ("add_param_group", "state_dict", "load_state_dict", "zero_grad"):
+    setattr(HogwildSGD, _name, inspect.unwrap(getattr(torch.optim.Optimizer, _name)))
 
 
 class HogwildAdaGrad(HogwildSGD):

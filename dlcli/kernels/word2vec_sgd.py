@@ -36,7 +36,7 @@ Everything lives in this file: numba's cache does not notice edits to a function
 
 from __future__ import annotations
 
-import weakref
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -72,44 +72,52 @@ _MULT, _INC = np.uint64(25214903917), np.uint64(11)
 _S16, _S32, _S33, _LOW24 = np.uint64(16), np.uint64(32), np.uint64(33), np.uint64(0xFFFFFF)
 
 
-def noise_table(counts: np.ndarray, size: int = 10_000_000, power: float = 0.75) -> np.ndarray:
-    """word2vec.c's unigram table: (size,) int32, read-only, where word w fills a share
-    count[w]**power / Z of the slots (a word with count 0 gets none); a uniform slot is a
-    negative-sampling draw."""
+class NoiseRuns(NamedTuple):
+    """word2vec.c's unigram table of `size` slots, kept as runs of equal words and read through a
+    guide. The kernel turns 32 random bits x into slot u = x * size >> 32 and bucket x >> shift,
+    then scans from run guide[bucket] to the first run r with ends[r] > u: the draw is words[r],
+    the table's slot u. A draw touches a few hot cache lines instead of one cold line of a 40 MB
+    table, and the table itself is never built."""
+
+    ends: np.ndarray  # int64 (R,): the slot after run r; ends[-1] is the table's size
+    words: np.ndarray  # int32 (R,): the word filling run r
+    guide: np.ndarray  # int32 (G,): the first run that bucket g's slots can fall in; G a power of two
+    shift: np.uint64  # 32 - log2 G
+
+    @classmethod
+    def from_runs(cls, ends: np.ndarray, words: np.ndarray) -> NoiseRuns:
+        """The runs with their guide: G is at least twice the runs, up to 2**20."""
+        size = int(ends[-1]) if len(ends) else 0
+        if size <= 0:
+            raise ValueError("the noise table has no slots")
+        if size >= 2**32:
+            raise ValueError("the noise table must have fewer than 2**32 slots")
+        buckets = 1 << int(min(20, max(4, np.ceil(np.log2(2 * len(ends))))))
+        lows = np.arange(buckets, dtype=np.int64) * size // buckets  # the first slot of each bucket
+        guide = np.searchsorted(ends, lows, side="right").astype(np.int32)
+        return cls(np.ascontiguousarray(ends, dtype=np.int64), np.ascontiguousarray(words, dtype=np.int32), guide,
+                   np.uint64(32 - buckets.bit_length() + 1))
+
+    @classmethod
+    def from_table(cls, table: np.ndarray) -> NoiseRuns:
+        """The runs of an explicit table, whose uniform slot is a draw."""
+        table = np.asarray(table)
+        if len(table) == 0:
+            raise ValueError("the noise table has no slots")
+        firsts = np.concatenate([[0], np.flatnonzero(table[1:] != table[:-1]) + 1])
+        return cls.from_runs(np.append(firsts[1:], len(table)), table[firsts])
+
+
+def noise_runs(counts: np.ndarray, size: int = 10_000_000, power: float = 0.75) -> NoiseRuns:
+    """word2vec.c's unigram table of `size` slots, as runs: word w fills a share count[w]**power / Z
+    of the slots (cut at the rounded cumulative edges; a word with count 0 gets none)."""
     weights = np.asarray(counts, dtype=np.float64) ** power
     weights[np.asarray(counts) <= 0] = 0.0
     if weights.sum() <= 0:
-        raise ValueError("noise_table needs at least one positive count")
+        raise ValueError("the noise distribution needs at least one positive count")
     edges = np.rint(np.cumsum(weights) / weights.sum() * size).astype(np.int64)
-    table = np.repeat(np.arange(len(weights), dtype=np.int32), np.diff(edges, prepend=0))
-    table.flags.writeable = False  # lets train_sentences keep its run-length form
-    return table
-
-
-_runs_cache: list = [None, None]  # [weak reference to a read-only table, its runs]
-
-
-def _noise_runs(table: np.ndarray) -> tuple:
-    """The table as runs, read through a guide: (ends, words, guide, 32 - log2 G). The kernel turns
-    32 random bits x into slot u = x * size >> 32 and bucket x >> (32 - log2 G), then scans from run
-    guide[bucket] to the first run r with ends[r] > u: table[u] == words[r]. A draw then touches a
-    few hot cache lines instead of one cold line of a 40 MB table, and the samples are the same.
-    G is a power of two, at least twice the runs up to 2**20. Cached for a read-only table."""
-    cached = _runs_cache[0]() if _runs_cache[0] is not None else None
-    if cached is table and not table.flags.writeable:
-        return _runs_cache[1]
-    size = len(table)
-    if size >= 2**32:
-        raise ValueError("the noise table must have fewer than 2**32 slots")
-    firsts = np.concatenate([[0], np.flatnonzero(table[1:] != table[:-1]) + 1])
-    ends = np.append(firsts[1:], size).astype(np.int64)
-    buckets = 1 << int(min(20, max(4, np.ceil(np.log2(2 * len(firsts))))))
-    lows = np.arange(buckets, dtype=np.int64) * size // buckets  # the first slot of each bucket
-    guide = np.searchsorted(ends, lows, side="right").astype(np.int32)
-    runs = (ends, np.ascontiguousarray(table[firsts], dtype=np.int32), guide, np.uint64(32 - buckets.bit_length() + 1))
-    if not table.flags.writeable:
-        _runs_cache[:] = [weakref.ref(table), runs]
-    return runs
+    filled = np.diff(edges, prepend=0) > 0
+    return NoiseRuns.from_runs(edges[filled], np.flatnonzero(filled))
 
 
 def keep_probability(counts: np.ndarray, sample: float = 1e-3) -> np.ndarray:
@@ -327,7 +335,7 @@ def _check(W_in, W_out, tokens, starts, keep_prob, runs, tree, loss, window) -> 
         raise ValueError(f"token ids must lie in [0, {vocab})")
     if len(starts) == 0 or starts[0] < 0 or starts[-1] > len(tokens) or (np.diff(starts) < 0).any():
         raise ValueError("starts must be non-decreasing offsets into tokens")
-    if loss == NEGATIVE and (runs[1].min() < 0 or runs[1].max() >= vocab):
+    if loss == NEGATIVE and (runs.words.min() < 0 or runs.words.max() >= vocab):
         raise ValueError(f"noise table ids must lie in [0, {vocab})")
     points, codes, depths = tree
     if loss == HIERARCHICAL and (points.shape[0] != vocab or depths.shape != (vocab,) or codes.shape != points.shape
@@ -336,7 +344,7 @@ def _check(W_in, W_out, tokens, starts, keep_prob, runs, tree, loss, window) -> 
 
 
 def train_sentences(W_in: np.ndarray, W_out: np.ndarray, tokens: np.ndarray, starts: np.ndarray,
-                    keep_prob: np.ndarray, noise: np.ndarray | None = None, hs_points: np.ndarray | None = None,
+                    keep_prob: np.ndarray, noise: NoiseRuns | None = None, hs_points: np.ndarray | None = None,
                     hs_codes: np.ndarray | None = None, hs_depths: np.ndarray | None = None, arch: int = SKIPGRAM,
                     loss: int = NEGATIVE, window: int = 5, negative: int = 5, cbow_mean: bool = True,
                     lr_start: float = 0.025, lr_end: float = 0.0001, threads: int = 2,
@@ -344,13 +352,13 @@ def train_sentences(W_in: np.ndarray, W_out: np.ndarray, tokens: np.ndarray, sta
     """One pass over the sentences tokens[starts[i]:starts[i + 1]], in place on W_in (V, D) and
     W_out ((V, D) for NEGATIVE, (V-1, D) inner nodes for HIERARCHICAL); returns (summed loss,
     words trained after subsampling, prediction examples: context-centre pairs for skip-gram,
-    centre words with context for CBOW). NEGATIVE needs `noise` (see noise_table), HIERARCHICAL
+    centre words with context for CBOW). NEGATIVE needs `noise` (see noise_runs), HIERARCHICAL
     the tree of hs_tree; the other may be None."""
-    if loss == NEGATIVE and (noise is None or len(noise) == 0):
-        raise ValueError("negative sampling needs a noise table (see noise_table)")
+    if loss == NEGATIVE and noise is None:
+        raise ValueError("negative sampling needs a noise distribution (see noise_runs)")
     if loss == HIERARCHICAL and (hs_points is None or hs_codes is None or hs_depths is None):
         raise ValueError("hierarchical softmax needs hs_points, hs_codes and hs_depths (see hs_tree)")
-    runs = _noise_runs(np.zeros(1, np.int32) if noise is None else np.asarray(noise, dtype=np.int32))
+    runs = NoiseRuns.from_table(np.zeros(1, np.int32)) if noise is None else noise  # unread without NEGATIVE
     if hs_points is None:
         hs_points, hs_codes, hs_depths = np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1)  # unread placeholders
     tree = (np.ascontiguousarray(hs_points, dtype=np.int32), np.ascontiguousarray(hs_codes, dtype=np.float32),

@@ -59,7 +59,7 @@ class Word2Vec(EmbeddingDefaults, nn.Module):
             tables = {"keep_prob": k.keep_probability(counts, self.sample) if self.sample else
                       np.ones(len(counts), np.float32)}
             if self.loss == "negative":
-                tables["noise"] = k.noise_table(counts)
+                tables["noise"] = k.noise_runs(counts)
             else:
                 tables["hs_points"], tables["hs_codes"], tables["hs_depths"] = k.hs_tree(counts)
             self._tables = tables

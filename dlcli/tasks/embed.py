@@ -27,7 +27,7 @@ from dlcli.tasks import DataSection, PredictSection, Task
 from dlcli.text import embedding_eval as ev
 from dlcli.text.corpus import Corpus, read_raw, remap
 from dlcli.text.readers import file_lines
-from dlcli.text.vocab import PAD, UNK, TokenVocab, _ranked
+from dlcli.text.vocab import PAD, UNK, TokenVocab, ranked_ids
 from dlcli.text.vocabularies import from_dict
 
 SPECIALS = 2  # ids 0 and 1 (padding, unknown) hold no word
@@ -130,19 +130,17 @@ class EmbedTask(Task):
         _, knobs = vocabs["vocab"]
         probe = TokenVocab("word", [PAD, UNK], knobs.get("lowercase", False), knobs["pattern"])
         workdir = Path(tempfile.mkdtemp(prefix="dlcli-corpus-", dir=recipe.data.cache_dir))
-        types, raw = read_raw(train.lines(), probe.tokenize, workdir)
+        types, counts, raw = read_raw(train.lines(), probe.tokenize, workdir)
         if not raw.num_tokens:
             raise DataError(f"{train.path}: the corpus holds no words")
-        counts = np.bincount(raw.ids, minlength=len(types))
-        ranked = _ranked(dict(zip(types, counts.tolist())), knobs.get("min_freq", 1), knobs.get("max_size"))
-        if len(ranked) <= SPECIALS + 1:
-            raise DataError(f"{train.path}: fewer than two words occur at least vocab.min_freq="
-                            f"{knobs.get('min_freq', 1)} times", "lower vocab.min_freq, or train on more text")
-        vocab = TokenVocab("word", ranked, probe.lowercase, probe.pattern)
+        min_freq = knobs.get("min_freq", 1)
+        kept = ranked_ids(types, counts, min_freq, knobs.get("max_size"), SPECIALS)
+        if len(kept) < 2:
+            raise DataError(f"{train.path}: fewer than two words occur at least vocab.min_freq={min_freq} times",
+                            "lower vocab.min_freq, or train on more text")
+        vocab = TokenVocab("word", [PAD, UNK] + [types[i] for i in kept], probe.lowercase, probe.pattern)
         new_ids = np.full(len(types), -1, dtype=np.int64)
-        position = {t: i for i, t in enumerate(types)}
-        for word_id, word in enumerate(ranked[SPECIALS:], SPECIALS):
-            new_ids[position[word]] = word_id
+        new_ids[kept] = np.arange(SPECIALS, SPECIALS + len(kept))
         task = cls(vocab)
         task._workdir = workdir
         weakref.finalize(task, shutil.rmtree, workdir, True)
@@ -150,11 +148,11 @@ class EmbedTask(Task):
         task._corpus_size = task.corpus.num_tokens, task.corpus.num_sentences
         (workdir / "raw.ids").unlink(missing_ok=True)
         task.counts = np.zeros(vocab.size, dtype=np.int64)
-        task.counts[SPECIALS:] = [counts[position[w]] for w in ranked[SPECIALS:]]
+        task.counts[SPECIALS:] = counts[kept]
         task.dev = dev.split() if dev is not None else None
         covered = task.counts.sum() / max(1, counts.sum())
-        task.notes.append(f"{train.path}: {raw.num_tokens:,} words, {len(types):,} distinct; {vocab.size - SPECIALS:,} "
-                          f"kept (min_freq {knobs.get('min_freq', 1)}), {covered:.1%} of the running words")
+        task.notes.append(f"{train.path}: {raw.num_tokens:,} words, {len(types):,} distinct; {len(kept):,} "
+                          f"kept (min_freq {min_freq}), {covered:.1%} of the running words")
         return task
 
     @classmethod
@@ -176,11 +174,10 @@ class EmbedTask(Task):
         if model.trains_on == "cooccurrence":
             from dlcli.text.cooccurrence import count_cooccurrences
 
-            sentences = (self.corpus.ids[a:b] for a, b in zip(self.corpus.starts[:-1], self.corpus.starts[1:]))
-            self.entries = count_cooccurrences(sentences, self.vocab.size, model.window, model.count_memory_mb,
-                                               self._workdir)
+            self.entries = count_cooccurrences(self.corpus.sentences(), self.vocab.size, model.window,
+                                               model.count_memory_mb, self._workdir)
             self.notes.append(f"{len(self.entries):,} co-occurring word pairs ({self.entries.shards} shards spilled)")
-            self.corpus = None  # counted: its word ids are not read again, and their mapped pages leave memory
+            self.corpus = None  # counted: its word ids are not read again
 
     @property
     def default_metric(self) -> str:
@@ -214,7 +211,7 @@ class EmbedTask(Task):
             return {"order": self._order[indices.start:indices.stop], "entries": self.entries}
         starts = self.corpus.starts
         first, last = starts[indices.start], starts[indices.stop]
-        return {"ids": np.ascontiguousarray(self.corpus.ids[first:last]),
+        return {"ids": self.corpus.read(first, last),
                 "starts": starts[indices.start:indices.stop + 1] - first}
 
     def collate(self, indices):

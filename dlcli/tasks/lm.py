@@ -222,10 +222,9 @@ class LMTask(Task):
     @classmethod
     def _word_corpus(cls, recipe, knobs, train: TextFile, workdir: Path):
         probe = TokenVocab("word", list(SPECIALS), knobs.get("lowercase", False), knobs["pattern"], eos=True)
-        types, raw = read_raw(train.lines(), line_tokenizer(probe), workdir)
+        types, counts, raw = read_raw(train.lines(), line_tokenizer(probe), workdir)
         if not raw.num_tokens:
             raise DataError(f"{train.path}: the corpus holds no tokens", "is it empty, or all blank lines?")
-        counts = np.bincount(raw.ids, minlength=len(types))
         words = {t: c for t, c in zip(types, counts.tolist()) if t not in SPECIALS}
         min_freq = knobs.get("min_freq", 1)
         vocab = TokenVocab("word", _ranked(words, min_freq, knobs.get("max_size"), list(SPECIALS)),

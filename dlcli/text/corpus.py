@@ -1,15 +1,17 @@
 """A training corpus as word ids on disk: one tokenizing pass, memory that grows with the
 vocabulary and not the corpus.
 
-The pass gives every distinct token a provisional id in order of first sight and appends the ids
-to a file; counts come from the ids, and once the vocabulary is chosen from them the file is
-rewritten in final ids with the dropped words left out (word2vec trains as if they were not
-there). Sentences are lines; their starts index the flat id array.
+The pass gives every distinct token a provisional id in order of first sight, counts it, and
+appends the ids to a file; once the vocabulary is chosen from the counts the file is rewritten in
+final ids with the dropped words left out (word2vec trains as if they were not there). Sentences
+are lines; their starts index the flat id array. `ids` maps the file for random access (a language
+model's windows); a pass in order reads it with `read` instead, because every mapped page it
+touched would stay in the process's resident memory until the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ BLOCK = 1 << 20  # ids written per block
 class Corpus:
     ids: np.ndarray  # int32, memory-mapped: the corpus's word ids, sentence after sentence
     starts: np.ndarray  # int64 (S + 1,): sentence s is ids[starts[s]:starts[s + 1]]
+    path: Path  # the file behind ids
 
     @property
     def num_sentences(self) -> int:
@@ -31,13 +34,41 @@ class Corpus:
     def num_tokens(self) -> int:
         return int(self.starts[-1])
 
+    def read(self, first: int, last: int) -> np.ndarray:
+        """ids[first:last], read from the file into a new array, not mapped."""
+        if last <= first:
+            return np.zeros(0, dtype=np.int32)
+        return np.fromfile(self.path, dtype=np.int32, count=last - first, offset=4 * first)
 
-def read_raw(lines: Iterable[str], tokenize: Callable[[str], list[str]], workdir: Path) -> tuple[list[str], Corpus]:
-    """(distinct tokens in order of first sight, the corpus in their provisional ids)."""
+    def sentences(self) -> Iterator[np.ndarray]:
+        """Every sentence's ids, in order, read about BLOCK ids at a time."""
+        starts, s = self.starts, 0
+        while s < self.num_sentences:
+            end = max(s + 1, int(np.searchsorted(starts, starts[s] + BLOCK, side="right")) - 1)
+            block = self.read(int(starts[s]), int(starts[end]))
+            for a, b in zip(starts[s:end] - starts[s], starts[s + 1:end + 1] - starts[s]):
+                yield block[a:b]
+            s = end
+
+
+def read_raw(lines: Iterable[str], tokenize: Callable[[str], list[str]],
+             workdir: Path) -> tuple[list[str], np.ndarray, Corpus]:
+    """(distinct tokens in order of first sight, their counts, the corpus in their provisional ids)."""
     index: dict[str, int] = {}
     lengths: list[int] = []
     path = workdir / "raw.ids"
     block: list[int] = []
+    counts = np.zeros(0, dtype=np.int64)
+
+    def flush(out) -> None:
+        nonlocal counts
+        ids = np.asarray(block, dtype=np.int32)
+        out.write(ids.tobytes())
+        grown = np.bincount(ids, minlength=len(counts)).astype(np.int64)
+        grown[:len(counts)] += counts
+        counts = grown
+        block.clear()
+
     with open(path, "wb") as out:
         for line in lines:
             tokens = tokenize(line)
@@ -47,12 +78,11 @@ def read_raw(lines: Iterable[str], tokenize: Callable[[str], list[str]], workdir
             block.extend(setdefault(t, len(index)) for t in tokens)
             lengths.append(len(tokens))
             if len(block) >= BLOCK:
-                out.write(np.asarray(block, dtype=np.int32).tobytes())
-                block.clear()
-        out.write(np.asarray(block, dtype=np.int32).tobytes())
+                flush(out)
+        flush(out)
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
-    return list(index), Corpus(_mapped(path, int(starts[-1])), starts)
+    return list(index), counts, _corpus(path, starts)
 
 
 def encode_lines(lines: Iterable[str], encode_batch: Callable[[list[str]], list[list[int]]], workdir: Path,
@@ -78,27 +108,34 @@ def encode_lines(lines: Iterable[str], encode_batch: Callable[[list[str]], list[
         flush(out, texts)
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
-    return Corpus(_mapped(path, int(starts[-1])), starts)
+    return _corpus(path, starts)
 
 
 def remap(corpus: Corpus, new_ids: np.ndarray, workdir: Path) -> Corpus:
     """The corpus with each id `i` replaced by `new_ids[i]`; ids mapped to -1 are dropped, and so are
     sentences left empty."""
     path = workdir / "train.ids"
-    kept_per_sentence = np.zeros(corpus.num_sentences, dtype=np.int64)
+    starts = corpus.starts
+    kept_before = np.zeros(len(starts), dtype=np.int64)  # kept ids before each sentence start
+    kept = 0
     with open(path, "wb") as out:
         for start in range(0, corpus.num_tokens, BLOCK):
-            ids = new_ids[corpus.ids[start:start + BLOCK]]
+            stop = min(corpus.num_tokens, start + BLOCK)
+            ids = new_ids[corpus.read(start, stop)]
             keep = ids >= 0
             out.write(ids[keep].astype(np.int32).tobytes())
-            positions = np.arange(start, start + len(ids))[keep]
-            owner = np.searchsorted(corpus.starts, positions, side="right") - 1  # the sentence of each kept id
-            kept_per_sentence += np.bincount(owner, minlength=corpus.num_sentences)
-    lengths = kept_per_sentence[kept_per_sentence > 0]
-    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=starts[1:])
-    return Corpus(_mapped(path, int(starts[-1])), starts)
+            # The starts inside (start, stop]: the ids kept before them are this block's running count.
+            first, last = np.searchsorted(starts, start + 1, side="left"), np.searchsorted(starts, stop, side="right")
+            running = np.cumsum(keep, dtype=np.int64)
+            kept_before[first:last] = kept + running[starts[first:last] - start - 1]
+            kept += int(running[-1])
+    lengths = np.diff(kept_before)
+    new_starts = np.zeros(int((lengths > 0).sum()) + 1, dtype=np.int64)
+    np.cumsum(lengths[lengths > 0], out=new_starts[1:])
+    return _corpus(path, new_starts)
 
 
-def _mapped(path: Path, n: int) -> np.ndarray:
-    return np.memmap(path, dtype=np.int32, mode="r", shape=(n,)) if n else np.zeros(0, dtype=np.int32)
+def _corpus(path: Path, starts: np.ndarray) -> Corpus:
+    n = int(starts[-1])
+    ids = np.memmap(path, dtype=np.int32, mode="r", shape=(n,)) if n else np.zeros(0, dtype=np.int32)
+    return Corpus(ids, starts, path)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SUBWORD_SPECIALS = {PAD: "[PAD]", UNK: "[UNK]", BOS: "[BOS]", EOS: "[EOS]"}
@@ -161,6 +163,18 @@ def _ranked(counts: Counter, min_freq: int, max_size: int | None, first: list[st
     if max_size is not None:
         ranked = ranked[: max(0, max_size - len(first))]
     return first + ranked
+
+
+def ranked_ids(types: Sequence[str], counts: np.ndarray, min_freq: int, max_size: int | None,
+               reserved: int) -> np.ndarray:
+    """_ranked over a corpus's distinct tokens and their counts, as indices into `types`: the ones
+    seen `min_freq` times, most frequent first (ties by the token), at most `max_size` - `reserved`.
+    Only the kept tokens are sorted, and no dict of every token is built."""
+    kept = np.flatnonzero(np.asarray(counts) >= min_freq)
+    order = sorted(kept.tolist(), key=lambda i: (-int(counts[i]), types[i]))
+    if max_size is not None:
+        order = order[: max(0, max_size - reserved)]
+    return np.asarray(order, dtype=np.int64)
 
 
 def build_word_vocab(

@@ -1,7 +1,7 @@
 """The word2vec Hogwild kernel: single steps against a NumPy reference of word2vec.c's update (with
 the kernel's sigmoid tables and gensim's skipping of saturated decisions), for every architecture
 and loss; saturated decisions; determinism; learning on a corpus of co-occurring groups;
-subsampling; the noise table and its compressed reading."""
+subsampling; the noise distribution and its reading through runs."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _matrices(loss: int, vocab: int = len(COUNTS), dim: int = 6, seed: int = 0, 
 
 def _train(W_in, W_out, tokens, starts, arch, loss, counts=COUNTS, keep=None, noise=None, **kw):
     keep = np.ones(len(counts), np.float32) if keep is None else keep
-    noise = k.noise_table(counts, 100_000) if noise is None else noise
+    noise = k.noise_runs(counts, 100_000) if noise is None else k.NoiseRuns.from_table(noise)
     kw = {"window": 1, "negative": 1, "lr_start": 0.1, "lr_end": 0.1, "threads": 1, "seed": 3} | kw
     return k.train_sentences(W_in, W_out, np.asarray(tokens, np.int32), np.asarray(starts, np.int64), keep, noise,
                              *k.hs_tree(counts), arch=arch, loss=loss, **kw)
@@ -231,23 +231,28 @@ def test_keep_probability_follows_word2vec_c():
     assert want[0] < 0.5 and (k.keep_probability(counts, 0) == 1).all()
 
 
-def test_noise_table_follows_count_to_the_power_three_quarters():
+def test_noise_runs_follow_count_to_the_power_three_quarters():
     counts = np.array([1000, 0, 100, 10, 1, 5000])
-    table = k.noise_table(counts, size=1_000_000)
+    runs = k.noise_runs(counts, size=1_000_000)
+    table = np.repeat(runs.words, np.diff(runs.ends, prepend=0))  # the slots the runs stand for
     want = counts**0.75 / (counts**0.75).sum()
-    assert len(table) == 1_000_000 and table.dtype == np.int32
+    assert len(table) == 1_000_000 and runs.words.tolist() == [0, 2, 3, 4, 5]  # the zero count fills no slot
     np.testing.assert_allclose(np.bincount(table, minlength=len(counts)) / len(table), want, atol=2e-6)
-    assert not table.flags.writeable
 
 
-def test_the_kernels_compressed_table_reads_every_draw_as_the_table():
+def test_noise_runs_read_every_draw_as_their_table():
     table = np.random.default_rng(0).choice(7, 1000).astype(np.int32)  # unsorted: many short runs
-    ends, words, guide, shift = k._noise_runs(table)
+    ends, words, guide, shift = k.NoiseRuns.from_table(table)
     tops = np.random.default_rng(1).integers(0, 2**32, 200_000, dtype=np.uint64)
     slots = (tops * np.uint64(len(table))) >> np.uint64(32)
     runs = np.searchsorted(ends, slots, side="right")
     assert (words[runs] == table[slots]).all()
     assert (guide[tops >> shift] <= runs).all()  # the kernel's forward scan from the guide finds the run
+
+
+def test_a_noise_distribution_needs_a_positive_count():
+    with pytest.raises(ValueError, match="positive count"):
+        k.noise_runs(np.array([0, 0]))
 
 
 def test_long_sentences_are_cut_into_pieces_for_the_threads():
