@@ -114,7 +114,7 @@ class HogwildStep:
                               "torchrun ranks", "run without torchrun, or use another train.optimizer")
 
     def batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
-        return self.task.kernel_batches(batch_size, generator)
+        return self.task.kernel_batches(batch_size, generator, parts=self.threads)
 
     def __call__(self, indices: list[int], lr: float, check_finite) -> float:
         value = self.model.hogwild_step(self.task.collate_kernel(indices), lr, self.threads)

@@ -2,8 +2,11 @@
 "Distributed Representations of Words and Phrases and their Compositionality", 2013).
 
 Skip-gram or CBOW, each with negative sampling (noise from unigram^0.75) or hierarchical softmax
-over a Huffman tree of word counts; frequent words subsampled (`sample`), dynamic windows. It
-trains with `train.optimizer: hogwild_sgd`: the compiled, lock-free per-word SGD of
+over a Huffman tree of word counts; frequent words subsampled (`sample`), dynamic windows. Its
+vectors are the input rows (word2vec's syn0), or with `output: sum` and negative sampling the
+input plus the output rows (syn0 + syn1neg), the "w + c" of Levy, Goldberg and Dagan ("Improving
+Distributional Similarity with Lessons Learned from Word Embeddings", TACL 2015), as GloVe sums
+its two tables. It trains with `train.optimizer: hogwild_sgd`: the compiled, lock-free per-word SGD of
 dlcli/kernels/word2vec_sgd.py over every CPU thread, at the scheduled learning rate (the recipes
 decay it linearly, as word2vec does).
 """
@@ -18,21 +21,27 @@ from dlcli.models.embedding import EmbeddingDefaults
 
 ARCHS = ("skipgram", "cbow")
 LOSSES = ("negative", "hierarchical")
+OUTPUTS = ("input", "sum")
 
 
 class Word2Vec(EmbeddingDefaults, nn.Module):
     def __init__(self, vocab_size: int, *, embedding_dim: int = 100, arch: str = "skipgram",
                  loss: str = "negative", window: int = 5, negative: int = 5, sample: float = 1.0e-3,
-                 cbow_mean: bool = True):
+                 cbow_mean: bool = True, output: str = "input"):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {arch!r}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+        if output == "sum" and loss != "negative":
+            raise ValueError("output sum adds each word's output row, which only negative sampling has (hierarchical "
+                             "softmax's output rows are the tree's inner nodes)")
         if window < 1 or embedding_dim < 1 or (loss == "negative" and negative < 1) or sample < 0:
             raise ValueError("window, embedding_dim and negative must be >= 1, sample >= 0")
         self.arch, self.loss, self.window, self.negative = arch, loss, window, negative
-        self.sample, self.cbow_mean = sample, cbow_mean
+        self.sample, self.cbow_mean, self.output_vectors = sample, cbow_mean, output
         self.embedding = nn.Embedding(vocab_size, embedding_dim)  # the word vectors (word2vec's syn0)
         nn.init.uniform_(self.embedding.weight, -0.5 / embedding_dim, 0.5 / embedding_dim)
         rows = vocab_size - 1 if loss == "hierarchical" else vocab_size
@@ -45,10 +54,10 @@ class Word2Vec(EmbeddingDefaults, nn.Module):
         self._tables = None
 
     def vectors(self) -> torch.Tensor:
-        return self.embedding.weight
+        return self.embedding.weight + self.output if self.output_vectors == "sum" else self.embedding.weight
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.embedding(ids)
+        return self.vectors()[ids]
 
     def _kernel_tables(self) -> dict:
         """Subsampling probabilities, the noise table or the Huffman tree: from the counts, once."""

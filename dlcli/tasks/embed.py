@@ -25,7 +25,7 @@ from dlcli.recipe import bounded, choice
 from dlcli.steps import KERNEL_STEPS
 from dlcli.tasks import DataSection, PredictSection, Task
 from dlcli.text import embedding_eval as ev
-from dlcli.text.corpus import Corpus, read_raw, remap
+from dlcli.text.corpus import Corpus, read_raw, remap, side_by_side
 from dlcli.text.readers import file_lines
 from dlcli.text.vocab import PAD, UNK, TokenVocab, ranked_ids
 from dlcli.text.vocabularies import from_dict
@@ -196,23 +196,26 @@ class EmbedTask(Task):
     def train_batches(self, batch_size: int, generator) -> list:
         raise _kernel_only()
 
-    def kernel_batches(self, batch_size: int, generator) -> list[range]:
-        """Consecutive ranges: of sentences (read in corpus order, as word2vec does), or of the
-        epoch's shuffled co-occurrence entries (a seeded permutation, computed as it is read)."""
-        if self.entries is not None:
-            from dlcli.kernels.glove import EntryOrder
+    def kernel_batches(self, batch_size: int, generator, parts: int = 1) -> list:
+        """Sentences in corpus order, as word2vec reads them, each of the kernel's `parts` threads
+        streaming its own stretch (corpus.side_by_side); or consecutive ranges of the epoch's
+        shuffled co-occurrence entries (a seeded permutation, computed as it is read)."""
+        if self.entries is None:
+            return side_by_side(self.corpus.starts, batch_size, parts)
+        from dlcli.kernels.glove import EntryOrder
 
-            self._order = EntryOrder.shuffled(len(self.entries), int(torch.randint(2**62, (1,), generator=generator)))
+        self._order = EntryOrder.shuffled(len(self.entries), int(torch.randint(2**62, (1,), generator=generator)))
         n = self.num_train
         return [range(i, min(n, i + batch_size)) for i in range(0, n, batch_size)]
 
-    def collate_kernel(self, indices: range) -> dict:
+    def collate_kernel(self, batch) -> dict:
         if self.entries is not None:
-            return {"order": self._order[indices.start:indices.stop], "entries": self.entries}
+            return {"order": self._order[batch.start:batch.stop], "entries": self.entries}
         starts = self.corpus.starts
-        first, last = starts[indices.start], starts[indices.stop]
-        return {"ids": self.corpus.read(first, last),
-                "starts": starts[indices.start:indices.stop + 1] - first}
+        ranges = [r for r in batch.ranges if len(r)]
+        lengths = np.concatenate([np.diff(starts[r.start:r.stop + 1]) for r in ranges])
+        return {"ids": np.concatenate([self.corpus.read(starts[r.start], starts[r.stop]) for r in ranges]),
+                "starts": np.concatenate([[0], np.cumsum(lengths)])}
 
     def collate(self, indices):
         raise _kernel_only()

@@ -51,6 +51,32 @@ class Corpus:
             s = end
 
 
+@dataclass(frozen=True)
+class Stretches:
+    """The sentences of one kernel call: a range of sentences from each part of the corpus."""
+
+    ranges: tuple[range, ...]
+
+    def __len__(self) -> int:
+        return sum(map(len, self.ranges))
+
+
+def side_by_side(starts: np.ndarray, batch_size: int, parts: int) -> list[Stretches]:
+    """Batches that read `parts` stretches of the corpus (of about equal words) side by side: batch
+    b holds the b-th run of batch_size / parts sentences of every stretch (an empty range once a
+    stretch is done). A kernel that gives each of `parts` threads an equal share of a batch's
+    words then has every thread stream its own part of the corpus, as word2vec.c's threads do; with
+    one part the corpus is read in order."""
+    sentences = len(starts) - 1
+    parts = max(1, min(parts, sentences))
+    middles = (starts[:-1] + starts[1:]) / 2  # a sentence belongs to the stretch holding its middle word
+    bounds = np.searchsorted(middles, starts[-1] * np.arange(parts + 1) / parts, side="left")
+    bounds[0], bounds[-1] = 0, sentences
+    per = max(1, -(-batch_size // parts))
+    runs = [[range(i, min(b, i + per)) for i in range(a, b, per)] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [Stretches(tuple(r[k] if k < len(r) else range(0) for r in runs)) for k in range(max(map(len, runs)))]
+
+
 def read_raw(lines: Iterable[str], tokenize: Callable[[str], list[str]],
              workdir: Path) -> tuple[list[str], np.ndarray, Corpus]:
     """(distinct tokens in order of first sight, their counts, the corpus in their provisional ids)."""

@@ -175,6 +175,8 @@ def test_bad_corpora_and_settings_are_clear_errors(cli, corpus):
                  "vocab.min_freq=1000")
     assert_fails(cli("recipes", "validate", recipe, "--set", "train.optimizer=adam"), 2, "train.optimizer")
     assert_fails(cli("train", recipe, "--out", corpus / "m.pt", "--set", "model.arch=glove"), 2, "arch")
+    assert_fails(cli("train", recipe, "--out", corpus / "m.pt", "--set", "model.loss=hierarchical", "--set",
+                     "model.output=sum"), 2, "output sum", "only negative sampling")
     assert not (corpus / "m.pt").exists()
 
 

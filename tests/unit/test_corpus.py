@@ -1,5 +1,6 @@
 """The on-disk corpus of word ids: counting while reading, remapping to the vocabulary, reading back
-in blocks, and the ranking of the vocabulary from the counts."""
+in blocks, the ranking of the vocabulary from the counts, and batches that read the corpus's parts
+side by side."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections import Counter
 import numpy as np
 
 from dlcli.text import corpus as corpus_module
-from dlcli.text.corpus import read_raw, remap
+from dlcli.text.corpus import read_raw, remap, side_by_side
 from dlcli.text.vocab import _ranked, ranked_ids
 
 LINES = ["a b a", "", "c a", "b b d e", "e"]
@@ -59,3 +60,32 @@ def test_remap_matches_a_sentence_by_sentence_reference(tmp_path, monkeypatch):
     new_ids = np.where(rng.random(len(types)) < 0.5, np.arange(len(types)), -1)
     want = [[int(new_ids[i]) for i in s if new_ids[i] >= 0] for s in raw.sentences()]
     assert [s.tolist() for s in remap(raw, new_ids, tmp_path).sentences()] == [s for s in want if s]
+
+
+def test_one_part_reads_the_corpus_in_order():
+    starts = np.cumsum([0] + [3] * 25)
+    batches = side_by_side(starts, 10, 1)
+    assert [b.ranges for b in batches] == [(range(0, 10),), (range(10, 20),), (range(20, 25),)]
+    assert [len(b) for b in batches] == [10, 10, 5]
+
+
+def test_parts_stream_their_own_stretches_of_about_equal_words():
+    rng = np.random.default_rng(2)
+    starts = np.concatenate([[0], np.cumsum(rng.integers(1, 60, 1001))])
+    batches = side_by_side(starts, 40, 3)
+    ranges = [b.ranges for b in batches]
+    assert all(len(r) == 3 for r in ranges)  # a range per part, empty once the part is done
+    parts = [[r[p] for r in ranges if len(r[p])] for p in range(3)]
+    for part in parts:  # each part: consecutive runs of ceil(40 / 3) sentences
+        assert all(a.stop == b.start for a, b in zip(part, part[1:]))
+        assert all(len(r) == 14 for r in part[:-1])
+    cover = [i for p in parts for r in p for i in r]
+    assert cover == list(range(1001))  # every sentence once, the parts in corpus order
+    words = [starts[p[-1].stop] - starts[p[0].start] for p in parts]
+    assert max(words) - min(words) <= 2 * 60  # equal shares of words, to a sentence or so
+    assert sum(map(len, batches)) == 1001
+
+
+def test_more_parts_than_sentences_gives_one_sentence_each():
+    batches = side_by_side(np.array([0, 4, 9]), 10, 8)
+    assert [b.ranges for b in batches] == [(range(0, 1), range(1, 2))]
