@@ -3,8 +3,8 @@
 The corpus (wiki_en_corpus train, raw paragraphs) is tokenized once here (dlcli's word pattern,
 lowercased) into a whitespace-separated file, and both tools train on that file with the same
 settings: dim 100, window 5, min count 5, sample 1e-3, 5 negatives (or hierarchical softmax),
-5 epochs, the recipe's starting lr (0.025 for skip-gram, word2vec.c's 0.05 for CBOW) decaying to
-1e-4, 2 threads. dlcli trains recipes/embed/word2vec_<combo>_wiki.yaml with the data and
+5 epochs, the recipe's starting lr (0.035 for skip-gram NS, 0.025 for skip-gram HS, word2vec.c's 0.05
+for CBOW) decaying to 1e-4, 2 threads. dlcli trains recipes/embed/word2vec_<combo>_wiki.yaml with the data and
 tokenization overridden and one dev evaluation, at the end (`train.eval_every=0`): its vectors are
 the last epoch's, as gensim's are, not the epoch that the recipe would pick on the dev analogies
 being reported. gensim reads the file with `corpus_file` (its fastest, multi-worker mode). Each run
@@ -15,15 +15,20 @@ vectors are scored by the same code (dlcli/text/embedding_eval.py): dev analogie
 words), WordSim-353 and SimLex-999 dev Spearman. Quality is the mean over --seeds runs, time the
 median. Appends one row per combination to docs/benchmarks.md.
 
-The lr schedules are not quite the same: in corpus_file mode each gensim worker trains on its own
-share of the file but measures its progress against the whole file (gensim 4.4,
-word2vec_corpusfile.pyx, get_next_alpha and the loop that calls it), so with 2 workers every epoch
-covers only half of its step down and the last lr is about 0.0025, not min_alpha. dlcli decays to
-the recipe's final lr. `--set train.lr_schedule.final_ratio=0.1` ends dlcli at gensim's 0.0025.
+Both tools give each thread its own part of the file (dlcli/text/corpus.py, side_by_side; gensim's
+corpus_file workers start at offsets into the file). The vectors are each tool's output: gensim's
+`wv` is the input rows; dlcli's CBOW NS recipe gives input + output rows (`model.output: sum`),
+the others the input rows; `--set model.output=input` scores dlcli's input rows alone.
+
+The lr schedules are not quite the same: in corpus_file mode each gensim worker measures its
+progress against the whole file (gensim 4.4, word2vec_corpusfile.pyx, get_next_alpha and the loop
+that calls it), so with 2 workers every epoch covers only half of its step down and the last lr
+is about 0.0025, not min_alpha. dlcli decays to the recipe's final lr.
+`--set train.lr_schedule.final_ratio=0.1` ends dlcli at gensim's 0.0025.
 
     DLCLI_DATA_DIR=../shared/datasets python bench/word2vec_vs_gensim.py
     python bench/word2vec_vs_gensim.py --combos skipgram_ns --seeds 3
-    python bench/word2vec_vs_gensim.py --combos cbow_ns --seeds 3 --set train.lr_schedule.final_ratio=0.1
+    python bench/word2vec_vs_gensim.py --combos cbow_ns --seeds 3 --set model.output=input
 """
 
 from __future__ import annotations
