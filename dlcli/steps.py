@@ -30,11 +30,12 @@ class HogwildSGD(torch.optim.Optimizer):
     def step(self, closure=None):  # the kernel has already moved the weights
         return None
 
-
-# torch wraps these in a lazy import of torch._dynamo (about 70 MB and 1.5 s on first use), which an
-# optimizer that only carries a learning rate for a compiled kernel never needs: it takes them plain.
-for _name in ("add_param_group", "state_dict", "load_state_dict", "zero_grad"):
-    setattr(HogwildSGD, _name, inspect.unwrap(getattr(torch.optim.Optimizer, _name)))
+    # torch wraps these in a lazy import of torch._dynamo (about 70 MB and 1.5 s on first use), which
+    # an optimizer that only carries a learning rate for a compiled kernel never needs: take them plain.
+    add_param_group = inspect.unwrap(torch.optim.Optimizer.add_param_group)
+    state_dict = inspect.unwrap(torch.optim.Optimizer.state_dict)
+    load_state_dict = inspect.unwrap(torch.optim.Optimizer.load_state_dict)
+    zero_grad = inspect.unwrap(torch.optim.Optimizer.zero_grad)
 
 
 class HogwildAdaGrad(HogwildSGD):

@@ -44,7 +44,8 @@ class GloVe(EmbeddingDefaults, nn.Module):
         return self.embedding.weight + self.context if self.output == "sum" else self.embedding.weight
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.vectors()[ids]
+        rows = self.embedding(ids)
+        return rows + self.context[ids] if self.output == "sum" else rows
 
     def hogwild_step(self, batch: dict, lr: float, threads: int) -> float:
         """AdaGrad over the co-occurrence entries batch["order"] of batch["entries"], in place;

@@ -57,7 +57,8 @@ class Word2Vec(EmbeddingDefaults, nn.Module):
         return self.embedding.weight + self.output if self.output_vectors == "sum" else self.embedding.weight
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.vectors()[ids]
+        rows = self.embedding(ids)
+        return rows + self.output[ids] if self.output_vectors == "sum" else rows
 
     def _kernel_tables(self) -> dict:
         """Subsampling probabilities, the noise table or the Huffman tree: from the counts, once."""

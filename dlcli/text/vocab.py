@@ -158,23 +158,23 @@ class SubwordVocab:
 def _ranked(counts: Counter, min_freq: int, max_size: int | None, first: list[str] | None = None) -> list[str]:
     """`first` (the specials, PAD and UNK by default), then the tokens seen `min_freq` times, most
     frequent first; `max_size` counts the specials."""
-    ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
     first = first or specials()
-    if max_size is not None:
-        ranked = ranked[: max(0, max_size - len(first))]
-    return first + ranked
+    types = list(counts)
+    kept = ranked_ids(types, np.fromiter(counts.values(), np.int64, len(types)), min_freq, max_size, len(first))
+    return first + [types[i] for i in kept]
 
 
 def ranked_ids(types: Sequence[str], counts: np.ndarray, min_freq: int, max_size: int | None,
                reserved: int) -> np.ndarray:
-    """_ranked over a corpus's distinct tokens and their counts, as indices into `types`: the ones
-    seen `min_freq` times, most frequent first (ties by the token), at most `max_size` - `reserved`.
-    Only the kept tokens are sorted, and no dict of every token is built."""
-    kept = np.flatnonzero(np.asarray(counts) >= min_freq)
-    order = sorted(kept.tolist(), key=lambda i: (-int(counts[i]), types[i]))
+    """Indices into `types` (distinct tokens) of those whose count is at least `min_freq`, most
+    frequent first, ties by the token, at most `max_size` - `reserved` of them (`reserved`: the
+    specials that share max_size). Only the kept tokens are sorted."""
+    counts = np.asarray(counts)
+    kept = np.flatnonzero(counts >= min_freq)
+    order = sorted(zip((-counts[kept]).tolist(), [types[i] for i in kept], kept.tolist()))
     if max_size is not None:
         order = order[: max(0, max_size - reserved)]
-    return np.asarray(order, dtype=np.int64)
+    return np.asarray([i for _, _, i in order], dtype=np.int64)
 
 
 def build_word_vocab(
