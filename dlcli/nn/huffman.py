@@ -29,19 +29,21 @@ def huffman_paths(counts: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray
         branch[b] = 1
         heapq.heappush(heap, (c1 + c2, next_id))
         next_id += 1
-    root = next_id - 1
-    walks = []
-    for leaf in range(num):
-        nodes, bits, node = [], [], leaf
-        while node != root:
-            nodes.append(parent[node] - num)
-            bits.append(branch[node])
-            node = parent[node]
-        walks.append((nodes[::-1], bits[::-1]))
-    depths = np.array([len(n) for n, _ in walks], dtype=np.int64)
+    # Every node's parent has a higher id, so one pass down from the root gives each node's depth;
+    # then all leaves climb together, one level a step, each writing its path from the bottom up.
+    level = [0] * (2 * num - 1)
+    for node in range(2 * num - 3, -1, -1):
+        level[node] = level[parent[node]] + 1
+    parent, branch = np.array(parent, dtype=np.int64), np.array(branch, dtype=np.float32)
+    depths = np.array(level[:num], dtype=np.int64)
     paths = np.zeros((num, int(depths.max())), dtype=np.int64)
     codes = np.zeros((num, int(depths.max())), dtype=np.float32)
-    for leaf, (nodes, bits) in enumerate(walks):
-        paths[leaf, : len(nodes)] = nodes
-        codes[leaf, : len(bits)] = bits
+    leaves, node = np.arange(num), np.arange(num)
+    for up in range(int(depths.max())):
+        climbing = depths[leaves] > up
+        leaves, node = leaves[climbing], node[climbing]
+        slot = depths[leaves] - 1 - up
+        paths[leaves, slot] = parent[node] - num
+        codes[leaves, slot] = branch[node]
+        node = parent[node]
     return paths, codes, depths

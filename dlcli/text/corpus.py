@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 
 BLOCK = 1 << 20  # ids written per block
+TOKEN_BLOCK = 1 << 18  # tokens (strings, ~60 bytes each) held before their ids are written
 
 
 @dataclass
@@ -83,14 +85,21 @@ def read_raw(lines: Iterable[str], tokenize: Callable[[str], list[str]],
     index: dict[str, int] = {}
     lengths: list[int] = []
     path = workdir / "raw.ids"
-    block: list[int] = []
+    block: list[str] = []
     counts = np.zeros(0, dtype=np.int64)
 
     def flush(out) -> None:
+        # The block's tokens are looked up by one C loop (map), not one Python step per token;
+        # only the tokens not seen before are visited again, to give them ids in order of first sight.
         nonlocal counts
-        ids = np.asarray(block, dtype=np.int32)
+        ids = np.fromiter(map(index.get, block, repeat(-1)), dtype=np.int32, count=len(block))
+        unseen = np.flatnonzero(ids < 0)
+        if len(unseen):
+            fresh = dict.fromkeys(block[i] for i in unseen)
+            index.update(zip(fresh, range(len(index), len(index) + len(fresh))))
+            ids[unseen] = [index[block[i]] for i in unseen]
         out.write(ids.tobytes())
-        grown = np.bincount(ids, minlength=len(counts)).astype(np.int64)
+        grown = np.bincount(ids, minlength=len(index)).astype(np.int64)
         grown[:len(counts)] += counts
         counts = grown
         block.clear()
@@ -100,10 +109,9 @@ def read_raw(lines: Iterable[str], tokenize: Callable[[str], list[str]],
             tokens = tokenize(line)
             if not tokens:
                 continue
-            setdefault = index.setdefault
-            block.extend(setdefault(t, len(index)) for t in tokens)
+            block.extend(tokens)
             lengths.append(len(tokens))
-            if len(block) >= BLOCK:
+            if len(block) >= TOKEN_BLOCK:
                 flush(out)
         flush(out)
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)

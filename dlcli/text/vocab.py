@@ -19,6 +19,7 @@ PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SUBWORD_SPECIALS = {PAD: "[PAD]", UNK: "[UNK]", BOS: "[BOS]", EOS: "[EOS]"}
 # Words with inner apostrophes stay whole ("don't", "n't", "'s"); other punctuation splits off.
 WORD_PATTERN = r"\w+(?:['’]\w+)*|['’]\w+|[^\w\s]"
+WHITESPACE_SPLIT = r"\S+"  # a pre-tokenized corpus: words are what whitespace separates
 
 
 def specials(bos: bool = False, eos: bool = False) -> list[str]:
@@ -51,7 +52,8 @@ class TokenVocab:
         self.bos_id = 2 if bos else None
         self.eos_id = 2 + bos if eos else None
         self.index = {t: i for i, t in enumerate(tokens)}
-        self._regex = re.compile(pattern) if kind == "word" else None
+        # `\S+` is str.split: both split on Py_UNICODE_ISSPACE, and split runs without the regex engine.
+        self._regex = re.compile(pattern) if kind == "word" and pattern != WHITESPACE_SPLIT else None
         self._separator = " " if kind == "word" else ""  # keep_spaces' " " tokens carry the spaces
         self._silent = {self.pad_id, self.bos_id, self.eos_id} - {None}  # ids decode drops
 
@@ -64,6 +66,8 @@ class TokenVocab:
             text = text.lower()
         if self._regex is not None:
             return self._regex.findall(text)
+        if self.kind == "word":
+            return text.split()
         if self.keep_spaces:
             return list(" ".join(text.split()))
         return list("".join(text.split()))  # str.split's whitespace is str.isspace's, at C speed

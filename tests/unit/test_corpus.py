@@ -16,7 +16,7 @@ LINES = ["a b a", "", "c a", "b b d e", "e"]
 
 
 def test_read_raw_counts_every_token_and_keeps_the_sentences(tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus_module, "BLOCK", 2)  # several blocks, and a sentence across two
+    monkeypatch.setattr(corpus_module, "TOKEN_BLOCK", 2)  # several blocks; "c", "d", "e" first seen in later ones
     types, counts, raw = read_raw(LINES, str.split, tmp_path)
     assert types == ["a", "b", "c", "d", "e"]
     assert dict(zip(types, counts.tolist())) == Counter(" ".join(LINES).split())

@@ -116,6 +116,22 @@ def test_huffman_gives_frequent_labels_short_paths_and_unique_codes():
     assert (huffman_paths(counts)[0] == paths).all()
 
 
+
+@pytest.mark.parametrize("counts, paths, codes, depths", [
+    ([2, 2, 2, 2, 1], [[3, 2, 0], [3, 1, 0], [3, 1, 0], [3, 2, 0], [3, 2, 0]],
+     [[1, 1, 1], [0, 0, 0], [0, 1, 0], [1, 0, 0], [1, 1, 0]], [3, 2, 2, 2, 3]),
+    ([5, 1, 1, 1, 1, 1, 1], [[5, 0, 0, 0], [5, 4, 3, 0], [5, 4, 3, 0], [5, 4, 3, 1], [5, 4, 3, 1], [5, 4, 2, 0],
+                             [5, 4, 2, 0]],
+     [[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 1], [1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0], [1, 0, 1, 0]],
+     [1, 4, 4, 4, 4, 3, 3]),
+])
+def test_huffman_trees_stay_the_ones_checkpoints_were_trained_with(counts, paths, codes, depths):
+    # A FastText or word2vec checkpoint stores the counts, not the tree: the tree built from them
+    # (ties broken on node id) must not change, or its output rows would mean other nodes.
+    got = huffman_paths(counts)
+    assert [got[0].tolist(), got[1].astype(int).tolist(), got[2].tolist()] == [paths, codes, depths]
+
+
 # ---------------------------------------------------------------- the Hogwild kernel
 
 

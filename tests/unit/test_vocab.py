@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import subprocess
 import sys
 
@@ -16,7 +17,9 @@ from dlcli.text.vocab import (
     EOS,
     PAD,
     UNK,
+    WHITESPACE_SPLIT,
     WORD_PATTERN,
+    TokenVocab,
     build_bpe_vocab,
     build_char_vocab,
     build_word_vocab,
@@ -232,3 +235,15 @@ def test_vocab_module_does_not_import_ngrams():
 def test_from_dict_names_a_missing_type():
     with pytest.raises(ValueError, match="unknown vocabulary type None"):
         from_dict({"tokens": ""})
+
+
+def test_the_whitespace_pattern_splits_exactly_as_the_regex_would():
+    # `\S+` takes str.split's path; every character Python counts as whitespace must split it the
+    # same way, and everything else must stay inside a token (lowercasing still applies).
+    spaces = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+    others = "".join(chr(c) for c in range(0x3001) if not chr(c).isspace())
+    text = " X" + "y".join(spaces) + "Q" + others[::97] + spaces
+    vocab = TokenVocab("word", [PAD, UNK], True, WHITESPACE_SPLIT)
+    assert vocab._regex is None
+    assert vocab.tokenize(text) == re.findall(WHITESPACE_SPLIT, text.lower())
+    assert len(vocab.tokenize(text)) == len(spaces) + 1  # "x", a "y" between each two spaces, "q..."
