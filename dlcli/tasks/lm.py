@@ -74,7 +74,7 @@ from dlcli.text.batching import bucket_batches, shuffled_batches
 from dlcli.text.byte_bpe import build_byte_bpe_vocab
 from dlcli.text.corpus import encode_lines, read_raw, remap
 from dlcli.text.readers import file_lines
-from dlcli.text.vocab import PAD, UNK, TokenVocab, _ranked
+from dlcli.text.vocab import PAD, UNK, TokenVocab, ranked_ids
 from dlcli.text.vocabularies import from_dict
 
 EOS = "<eos>"
@@ -225,16 +225,24 @@ class LMTask(Task):
         types, counts, raw = read_raw(train.lines(), line_tokenizer(probe), workdir)
         if not raw.num_tokens:
             raise DataError(f"{train.path}: the corpus holds no tokens", "is it empty, or all blank lines?")
-        words = {t: c for t, c in zip(types, counts.tolist()) if t not in SPECIALS}
+        # A special written in the text ("<unk>" in PTB) is never a ranked word; it reads as that
+        # special, except "<pad>", which reads as unknown (as `_ids` maps text).
+        written = {t: types.index(t) for t in SPECIALS if t in types}
+        ranking = counts.copy()
+        ranking[list(written.values())] = 0
         min_freq = knobs.get("min_freq", 1)
-        vocab = TokenVocab("word", _ranked(words, min_freq, knobs.get("max_size"), list(SPECIALS)),
-                           probe.lowercase, probe.pattern, eos=True)
+        kept = ranked_ids(types, ranking, max(1, min_freq), knobs.get("max_size"), len(SPECIALS))
+        vocab = TokenVocab("word", list(SPECIALS) + [types[i] for i in kept], probe.lowercase, probe.pattern, eos=True)
         task = cls(vocab, recipe.data.bptt, recipe.data.eval_streams)
-        corpus = remap(raw, np.array([task._ids.get(t, UNK_ID) for t in types], dtype=np.int64), workdir)
+        new_ids = np.full(len(types), UNK_ID, dtype=np.int64)
+        new_ids[kept] = np.arange(len(SPECIALS), len(SPECIALS) + len(kept))
+        for t, i in written.items():
+            new_ids[i] = task._ids.get(t, UNK_ID)
+        corpus = remap(raw, new_ids, workdir)
         task.starts, task.words = corpus.starts, (types, raw.ids)  # raw.ids: aligned with corpus.ids (no word dropped)
         unknown = float(np.mean(corpus.ids == UNK_ID))
         note = (f"{train.path}: {corpus.num_tokens:,} tokens in {corpus.num_sentences:,} lines, "
-                f"{len(words):,} distinct words; vocabulary {vocab.size - len(SPECIALS):,} words "
+                f"{len(types) - len(written):,} distinct words; vocabulary {vocab.size - len(SPECIALS):,} words "
                 f"(min_freq {min_freq}), {unknown:.2%} of the tokens <unk>")
         return task, corpus.ids, note
 
