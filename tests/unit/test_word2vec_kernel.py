@@ -60,30 +60,41 @@ def _reference(W_in, W_out, sentence, arch, loss, lr_start, lr_end, cbow_mean):
     """word2vec.c's updates over one sentence with window 1 and no subsampling (nothing random left),
     with the kernel's table sigmoid and gensim's rule that a saturated decision (|score| >= MAX_EXP)
     is skipped, costing 0 on its label's side and SATURATED_LOSS on the other: float64, one
-    decision at a time. Also returns how many decisions were skipped and how many made."""
+    decision at a time, except that skip-gram's two contexts walk a Huffman path together (each
+    node scored by both, then moved by both, as the kernel's _path_pair). Also returns how many
+    decisions were skipped and how many made."""
     W_in, W_out = W_in.astype(np.float64), W_out.astype(np.float64)
     n, total, skipped, made = len(sentence), 0.0, 0, 0
     for pos, centre in enumerate(sentence):
         lr = lr_start + (lr_end - lr_start) * pos / n
         contexts = [sentence[c] for c in (pos - 1, pos + 1) if 0 <= c < n]
-        examples = [[c] for c in contexts] if arch == k.SKIPGRAM else [contexts]
-        for ctx in examples:
-            h = W_in[ctx].sum(0) / (len(ctx) if cbow_mean else 1)
-            grad = np.zeros_like(h)
+        if arch == k.CBOW:
+            examples = [[contexts]]
+        elif loss == k.HIERARCHICAL:  # the two contexts walk the centre's path together
+            examples = [[[c] for c in contexts]]
+        else:
+            examples = [[[c]] for c in contexts]
+        for walkers in examples:
+            hs = [W_in[ctx].sum(0) / (len(ctx) if cbow_mean else 1) for ctx in walkers]
+            grads = [np.zeros_like(h) for h in hs]
             for row, label in _decisions(centre, loss):
-                score = h @ W_out[row]
-                p = _table_sigmoid(score)
-                if p is None:
-                    skipped += 1
-                    total += 0.0 if (score > 0) == bool(label) else SATURATED_LOSS
-                    continue
-                made += 1
-                total -= np.log(p if label else 1 - p)
-                g = lr * (label - p)
-                grad += g * W_out[row]
-                W_out[row] += g * h
-            for c in ctx:  # the whole hidden gradient to every context row, as word2vec.c
-                W_in[c] += grad
+                steps = []
+                for h, grad in zip(hs, grads):  # every walker scores the row as it stands ...
+                    score = h @ W_out[row]
+                    p = _table_sigmoid(score)
+                    if p is None:
+                        skipped += 1
+                        total += 0.0 if (score > 0) == bool(label) else SATURATED_LOSS
+                        continue
+                    made += 1
+                    total -= np.log(p if label else 1 - p)
+                    g = lr * (label - p)
+                    grad += g * W_out[row]
+                    steps.append(g * h)
+                W_out[row] += sum(steps)  # ... then all of them move it
+            for ctx, grad in zip(walkers, grads):  # the whole hidden gradient to every context row, as word2vec.c
+                for c in ctx:
+                    W_in[c] += grad
     return W_in, W_out, total, skipped, made
 
 
