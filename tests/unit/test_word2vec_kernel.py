@@ -98,7 +98,8 @@ def _reference(W_in, W_out, sentence, arch, loss, lr_start, lr_end, cbow_mean):
     return W_in, W_out, total, skipped, made
 
 
-SENTENCES = [([1, 3], True), ([1, 3, 0], True), ([2, 0, 1], False), ([1, 3, 1], True)]  # the last: one word on both sides
+# The last sentence has one word on both sides of its centre.
+SENTENCES = [([1, 3], True), ([1, 3, 0], True), ([2, 0, 1], False), ([1, 3, 1], True)]
 
 
 @pytest.mark.parametrize("arch,loss", COMBOS)
