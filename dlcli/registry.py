@@ -167,7 +167,7 @@ def resolve_recipe(recipe: Recipe) -> Resolved:
         step=_step_strategy(recipe),
     )
     adapter.check_recipe(recipe)
-    parts.step.check(recipe, None)
+    parts.step.check(recipe, adapter)
     metric = recipe.train.metric
     if metric is not None and metric not in adapter.metrics:
         close = difflib.get_close_matches(metric, list(adapter.metrics), n=1)

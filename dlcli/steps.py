@@ -56,7 +56,7 @@ class AutogradStep:
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and self.device.type == "cuda")
 
     @staticmethod
-    def check(recipe, placement: Placement) -> None:
+    def check(recipe, task, placement: Placement | None = None) -> None:
         """Everything goes."""
 
     def batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
@@ -94,25 +94,31 @@ class HogwildStep:
         self.threads = 1 if cfg.deterministic else torch.get_num_threads()
 
     @staticmethod
-    def check(recipe, placement: Placement | None = None) -> None:
-        """Refuse what lock-free per-example SGD on the CPU cannot do; `placement` (known once the
-        run starts) adds the resolved device and torchrun's world size."""
+    def check(recipe, task, placement: Placement | None = None) -> None:
+        """Refuse what lock-free per-example SGD on the CPU cannot do. `task` is the task adapter's
+        class: the hints offer autograd only where its models can train that way. `placement`
+        (known once the run starts) adds the resolved device and torchrun's world size."""
         kind = recipe.train.optimizer.type
         why = f"{kind} is a model's own lock-free kernel on the CPU threads of one process"
-        use = "use device: cpu, or another train.optimizer (e.g. sgd) to train by autograd"
+        if task.autograd:
+            alternative = ", or another train.optimizer (e.g. sgd) to train by autograd"
+        else:
+            alternative = f" (a {recipe.model.type} model of task {recipe.task} trains with its kernel only)"
         if str(recipe.device).startswith(("cuda", "mps")):
-            raise RecipeError(f"device: {recipe.device} with train.optimizer {kind}: {why}", use)
+            raise RecipeError(f"device: {recipe.device} with train.optimizer {kind}: {why}",
+                              f"use device: cpu{alternative}")
         if placement is not None and placement.device.type != "cpu":
-            raise RecipeError(f"device: {recipe.device} resolved to {placement.device}; {why}", use)
+            raise RecipeError(f"device: {recipe.device} resolved to {placement.device}; {why}",
+                              f"use device: cpu{alternative}")
         if recipe.precision != "fp32":
             raise RecipeError(f"precision: {recipe.precision} with train.optimizer {kind}: it trains in fp32",
-                              "use precision: fp32, or another train.optimizer")
+                              f"use precision: fp32{alternative}")
         if recipe.train.grad_clip:
             raise RecipeError(f"train.grad_clip: {kind} updates per example and clips nothing",
-                              "remove train.grad_clip, or use another train.optimizer")
+                              f"remove train.grad_clip{alternative}")
         if placement is not None and placement.distributed:
             raise RecipeError(f"train.optimizer: {kind} trains in one process, not {placement.world_size} "
-                              "torchrun ranks", "run without torchrun, or use another train.optimizer")
+                              "torchrun ranks", f"run without torchrun{alternative}")
 
     def batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
         return self.task.kernel_batches(batch_size, generator, parts=self.threads)

@@ -30,7 +30,7 @@ def run(recipe: Recipe, recipe_path: Path, out: Path, data_dir: str | None, resu
     parts = registry.resolve_recipe(recipe)
     placement = setup_placement(recipe.device)
     try:
-        parts.step.check(recipe, placement)
+        parts.step.check(recipe, parts.adapter, placement)
         outputs = run_outputs.Outputs.of(run_outputs.refuse_directory(Path(out)))
         with run_outputs.claimed(outputs, resume, overwrite, placement) as replaces:
             return _run(recipe, parts, recipe_path, outputs, data_dir, resume, replaces, placement, console)

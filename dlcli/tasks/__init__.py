@@ -51,6 +51,7 @@ class Task(Protocol):
     metrics: ClassVar[dict[str, bool]]  # metric name -> higher is better
     model_positional: ClassVar[int] = 3  # data-derived positional arguments of the model builders
     evaluate_options: ClassVar[frozenset[str]] = frozenset()  # options `evaluate` takes besides records
+    autograd: ClassVar[bool] = True  # its models can train by autograd (not only with their own kernel)
     notes: list[str]  # data problems worth telling the user, not fatal
 
     # ------------------------------------------------------------ recipe and construction

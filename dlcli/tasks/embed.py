@@ -93,6 +93,7 @@ class EmbedTask(Task):
     predict_section = EmbedPredict
     metrics = {"analogy_accuracy": True, "spearman": True}
     evaluate_options = frozenset({"restrict"})
+    autograd = False  # word2vec and GloVe train with their kernels only
     model_positional = 1  # vocab_size
 
     def __init__(self, vocab: TokenVocab):

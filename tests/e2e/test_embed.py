@@ -174,6 +174,10 @@ def test_bad_corpora_and_settings_are_clear_errors(cli, corpus):
     assert_fails(cli("train", recipe, "--out", corpus / "m.pt", "--set", "vocab.min_freq=1000"), 1,
                  "vocab.min_freq=1000")
     assert_fails(cli("recipes", "validate", recipe, "--set", "train.optimizer=adam"), 2, "train.optimizer")
+    on_gpu = cli("recipes", "validate", recipe, "--set", "device=cuda")  # no hint towards sgd, which embed refuses
+    assert_fails(on_gpu, 2, "device: cuda", "use device: cpu (a word2vec model of task embed trains with its kernel "
+                 "only)")
+    assert "e.g. sgd" not in on_gpu.err
     assert_fails(cli("train", recipe, "--out", corpus / "m.pt", "--set", "model.arch=glove"), 2, "arch")
     assert_fails(cli("train", recipe, "--out", corpus / "m.pt", "--set", "model.loss=hierarchical", "--set",
                      "model.output=sum"), 2, "output sum", "only negative sampling")

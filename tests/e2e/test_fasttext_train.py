@@ -108,10 +108,11 @@ def test_hogwild_refuses_torchrun_ranks(dataset):
     from dlcli.device import Placement
     from dlcli.errors import RecipeError
     from dlcli.registry import load_recipe
+    from dlcli.tasks.classify import ClassifyTask
 
     recipe = load_recipe(dataset.recipe(vocab=NGRAMS, model={"type": "fasttext"}, train=FASTTEXT_SGD))
     with pytest.raises(RecipeError, match="train.optimizer: hogwild_sgd trains in one process, not 2"):
-        steps.HogwildStep.check(recipe, Placement(torch.device("cpu"), 0, 2))
+        steps.HogwildStep.check(recipe, ClassifyTask, Placement(torch.device("cpu"), 0, 2))
 
 
 def test_pretrained_vectors_fill_the_word_rows(cli, dataset):
