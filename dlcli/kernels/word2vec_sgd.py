@@ -154,6 +154,21 @@ def _next(state):
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _decision(s, label, lr, sig_table, log_table):
+    """One logistic decision with score s: (trained, gradient scale, loss before the update). A
+    saturated score (|s| >= MAX_EXP) is skipped, as gensim does: no gradient, and a loss of 0 on its
+    label's side, else the table's saturated value."""
+    last = log_table.shape[0] - 1
+    top_exp = np.float32(MAX_EXP)
+    positive = label > np.float32(0.5)
+    if s <= -top_exp or s >= top_exp:
+        return False, np.float32(0.0), 0.0 if (s > np.float32(0.0)) == positive else -log_table[0]
+    # The clamp keeps a rounding at the top edge (or a NaN score) inside the table.
+    b = min(max(np.int64((s + top_exp) * np.float32(TABLE_SIZE / (2 * MAX_EXP))), 0), last)
+    return True, lr * (label - sig_table[b]), -log_table[b if positive else last - b]
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _predict(W_out, H, hrow, neu1e, target, loss, negative, ends, words, guide, shift, points, codes, depths,
              sig_table, log_table, lr, state):
     """Every logistic decision that predicts `target` from the hidden vector H[hrow]: each
@@ -162,10 +177,6 @@ def _predict(W_out, H, hrow, neu1e, target, loss, negative, ends, words, guide, 
     dim = H.shape[1]
     total = 0.0
     size = np.uint64(ends[-1])
-    last = log_table.shape[0] - 1
-    saturated = -log_table[0]  # the loss of a skipped decision on the wrong side
-    top_exp = np.float32(MAX_EXP)
-    scale = np.float32(TABLE_SIZE / (2 * MAX_EXP))
     steps = depths[target] if loss == HIERARCHICAL else negative + 1
     for k in range(steps):
         if loss == HIERARCHICAL:
@@ -182,21 +193,16 @@ def _predict(W_out, H, hrow, neu1e, target, loss, negative, ends, words, guide, 
             row, label = words[run], np.float32(0.0)
             if row == target:
                 continue
-        positive = label > np.float32(0.5)
         s = np.float32(0.0)
         for d in range(dim):
             s += H[hrow, d] * W_out[row, d]
-        if s <= -top_exp or s >= top_exp:  # saturated: skipped, as gensim does
-            if (s > np.float32(0.0)) != positive:
-                total += saturated
+        trained, g, step = _decision(s, label, lr, sig_table, log_table)
+        total += step
+        if not trained:
             continue
-        # The clamp keeps a rounding at the top edge (or a NaN score) inside the table.
-        b = min(max(np.int64((s + top_exp) * scale), 0), last)
-        g = lr * (label - sig_table[b])
         for d in range(dim):
             neu1e[d] += g * W_out[row, d]
             W_out[row, d] += g * H[hrow, d]
-        total -= log_table[b if positive else last - b]
     return total, state
 
 
@@ -208,35 +214,17 @@ def _path_pair(W_out, W_in, ca, cb, ea, eb, target, points, codes, depths, sig_t
     loss before the updates."""
     dim = W_in.shape[1]
     total = 0.0
-    last = log_table.shape[0] - 1
-    saturated = -log_table[0]
-    top_exp = np.float32(MAX_EXP)
-    scale = np.float32(TABLE_SIZE / (2 * MAX_EXP))
     for k in range(depths[target]):
         row, label = points[target, k], codes[target, k]
-        positive = label > np.float32(0.5)
         sa = np.float32(0.0)
         sb = np.float32(0.0)
         for d in range(dim):
             w = W_out[row, d]
             sa += W_in[ca, d] * w
             sb += W_in[cb, d] * w
-        ga = np.float32(0.0)  # a saturated decision is skipped: no gradient
-        gb = np.float32(0.0)
-        if sa <= -top_exp or sa >= top_exp:
-            if (sa > np.float32(0.0)) != positive:
-                total += saturated
-        else:
-            b = min(max(np.int64((sa + top_exp) * scale), 0), last)
-            ga = lr * (label - sig_table[b])
-            total -= log_table[b if positive else last - b]
-        if sb <= -top_exp or sb >= top_exp:
-            if (sb > np.float32(0.0)) != positive:
-                total += saturated
-        else:
-            b = min(max(np.int64((sb + top_exp) * scale), 0), last)
-            gb = lr * (label - sig_table[b])
-            total -= log_table[b if positive else last - b]
+        _, ga, la = _decision(sa, label, lr, sig_table, log_table)  # a skipped decision's gradient is 0
+        _, gb, lb = _decision(sb, label, lr, sig_table, log_table)
+        total += la + lb
         for d in range(dim):
             w = W_out[row, d]
             ea[d] += ga * w
