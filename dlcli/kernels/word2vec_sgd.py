@@ -1,13 +1,15 @@
 """word2vec's training loop (Mikolov et al. 2013, "Distributed Representations of Words and
 Phrases"): skip-gram or CBOW, with negative sampling or hierarchical softmax, lock-free (Hogwild,
-Recht et al. 2011) SGD on numba threads, as word2vec.c trains.
+Recht et al. 2011) SGD on POSIX threads, as word2vec.c trains. The loop is C (_word2vec.c, built
+on install): numba would add about 130 MB to every training run, more than half of gensim's peak;
+this module builds its tables and checks every argument before handing them over.
 
 Per sentence, each thread first drops word w with probability 1 - keep_prob[w] (subsampling of
 frequent words), then walks the kept words; around each centre word it draws b in [0, window) and
 uses the window window - b, so near words count more. Skip-gram follows word2vec.c's direction:
 each context word's input row predicts the centre word (its output row, or its Huffman path).
 Under hierarchical softmax all of a centre's contexts predict the same path, so they walk it two
-at a time (_path_pair): at each inner node both score the node's row as it stands, then both
+at a time (path_pair in _word2vec.c): at each inner node both score the node's row as it stands, then both
 gradients move it. word2vec.c walks it once per context, so the second context of a pair sees the
 first's update of a node one step later than it would there; reading each row once for two
 decisions makes skip-gram HS about a third faster (a third of an epoch of the wiki bench's corpus:
@@ -38,17 +40,16 @@ The learning rate falls linearly from lr_start to lr_end over each thread's shar
 tokens (counted before subsampling, as word2vec.c counts words). Every thread draws from its own
 64-bit LCG (word2vec.c's multiplier) seeded from (seed, thread), so one thread is deterministic.
 Sentences longer than MAX_SENTENCE tokens are cut, as gensim does, so shares stay balanced.
-Everything lives in this file: numba's cache does not notice edits to a function in another file.
 """
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
-import numba
 import numpy as np
-from numba import njit, prange
 
+from dlcli.kernels import _word2vec
 from dlcli.nn.huffman import huffman_paths
 
 SKIPGRAM, CBOW = 0, 1
@@ -71,12 +72,6 @@ def _sigmoid_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 SIGMOID_TABLE, LOG_SIGMOID_TABLE = _sigmoid_tables()
-
-# numba's OpenMP layer would share libgomp with torch and leave torch's thread count changed.
-numba.config.THREADING_LAYER = "workqueue"
-
-_MULT, _INC = np.uint64(25214903917), np.uint64(11)
-_S16, _S32, _S33, _LOW24 = np.uint64(16), np.uint64(32), np.uint64(33), np.uint64(0xFFFFFF)
 
 
 class NoiseRuns(NamedTuple):
@@ -146,211 +141,6 @@ def hs_tree(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     (the decision's label), depths (V,) int32; rows are zero-padded past their depth."""
     paths, codes, depths = huffman_paths([int(c) for c in counts])
     return paths.astype(np.int32), codes.astype(np.float32), depths.astype(np.int32)
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _next(state):
-    return state * _MULT + _INC
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _decision(s, label, lr, sig_table, log_table):
-    """One logistic decision with score s: (trained, gradient scale, loss before the update). A
-    saturated score (|s| >= MAX_EXP) is skipped, as gensim does: no gradient, and a loss of 0 on its
-    label's side, else the table's saturated value."""
-    last = log_table.shape[0] - 1
-    top_exp = np.float32(MAX_EXP)
-    positive = label > np.float32(0.5)
-    if s <= -top_exp or s >= top_exp:
-        return False, np.float32(0.0), 0.0 if (s > np.float32(0.0)) == positive else -log_table[0]
-    # The clamp keeps a rounding at the top edge (or a NaN score) inside the table.
-    b = min(max(np.int64((s + top_exp) * np.float32(TABLE_SIZE / (2 * MAX_EXP))), 0), last)
-    return True, lr * (label - sig_table[b]), -log_table[b if positive else last - b]
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _predict(W_out, H, hrow, neu1e, target, loss, negative, ends, words, guide, shift, points, codes, depths,
-             sig_table, log_table, lr, state):
-    """Every logistic decision that predicts `target` from the hidden vector H[hrow]: each
-    accumulates its hidden gradient in neu1e and moves its output row. Returns (loss before the
-    updates, rng state). One loop for both losses keeps a single copy of the vector code."""
-    dim = H.shape[1]
-    total = 0.0
-    size = np.uint64(ends[-1])
-    steps = depths[target] if loss == HIERARCHICAL else negative + 1
-    for k in range(steps):
-        if loss == HIERARCHICAL:
-            row, label = points[target, k], codes[target, k]
-        elif k == 0:
-            row, label = target, np.float32(1.0)
-        else:
-            state = _next(state)
-            top = state >> _S32
-            slot = np.int64((top * size) >> _S32)  # the draw is table[slot]
-            run = guide[top >> shift]
-            while ends[run] <= slot:
-                run += 1
-            row, label = words[run], np.float32(0.0)
-            if row == target:
-                continue
-        s = np.float32(0.0)
-        for d in range(dim):
-            s += H[hrow, d] * W_out[row, d]
-        trained, g, step = _decision(s, label, lr, sig_table, log_table)
-        total += step
-        if not trained:
-            continue
-        for d in range(dim):
-            neu1e[d] += g * W_out[row, d]
-            W_out[row, d] += g * H[hrow, d]
-    return total, state
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _path_pair(W_out, W_in, ca, cb, ea, eb, target, points, codes, depths, sig_table, log_table, lr):
-    """Skip-gram under hierarchical softmax: the context rows W_in[ca] and W_in[cb] predict the
-    same target's path together. At each inner node both scores read the node's row as it stands,
-    then both gradients move it; each context's hidden gradient accumulates in ea, eb. Returns the
-    loss before the updates."""
-    dim = W_in.shape[1]
-    total = 0.0
-    for k in range(depths[target]):
-        row, label = points[target, k], codes[target, k]
-        sa = np.float32(0.0)
-        sb = np.float32(0.0)
-        for d in range(dim):
-            w = W_out[row, d]
-            sa += W_in[ca, d] * w
-            sb += W_in[cb, d] * w
-        _, ga, la = _decision(sa, label, lr, sig_table, log_table)  # a skipped decision's gradient is 0
-        _, gb, lb = _decision(sb, label, lr, sig_table, log_table)
-        total += la + lb
-        for d in range(dim):
-            w = W_out[row, d]
-            ea[d] += ga * w
-            eb[d] += gb * w
-            W_out[row, d] = w + ga * W_in[ca, d] + gb * W_in[cb, d]
-    return total
-
-
-@njit(cache=True, fastmath=True)
-def _subsample(tokens, lo, hi, keep_prob, sen, state):
-    """Copies the kept words of tokens[lo:hi] into sen; returns (count, rng state)."""
-    n = 0
-    for i in range(lo, hi):
-        w = tokens[i]
-        kp = keep_prob[w]
-        if kp < np.float32(1.0):
-            state = _next(state)
-            if np.float32((state >> _S16) & _LOW24) * np.float32(1.0 / 16777216.0) >= kp:
-                continue
-        sen[n] = w
-        n += 1
-    return n, state
-
-
-@njit(cache=True, fastmath=True)
-def _sentence(W_in, W_out, sen, n, arch, loss, negative, ends, words, guide, shift, points, codes, depths, window,
-              cbow_mean, lr0, lr_step, sig_table, log_table, neu1, neu1e, state):
-    """Trains every centre word of the kept sentence sen[:n]; returns (loss, pairs, rng state);
-    lr0 + pos * lr_step is the learning rate at position pos. neu1 is a (1, D) scratch row for
-    CBOW's hidden vector (and the second hidden gradient of a skip-gram HS pair); skip-gram reads the
-    context's row of W_in in place, as word2vec.c does (indices, not a view: a view's reference
-    count is an atomic that the threads would share)."""
-    dim = W_in.shape[1]
-    total, pairs = 0.0, 0
-    for pos in range(n):
-        lr = np.float32(lr0 + pos * lr_step)
-        state = _next(state)
-        reach = window - np.int64((state >> _S33) % np.uint64(window))
-        lo, hi = max(0, pos - reach), min(n, pos + reach + 1)
-        centre = sen[pos]
-        if arch == SKIPGRAM:
-            c = lo
-            while c < hi:
-                if c == pos:
-                    c += 1
-                    continue
-                other = c + 1 + (c + 1 == pos)  # the next context
-                if loss == HIERARCHICAL and other < hi:
-                    ca, cb = sen[c], sen[other]
-                    for d in range(dim):
-                        neu1e[d] = 0.0
-                        neu1[0, d] = 0.0
-                    total += _path_pair(W_out, W_in, ca, cb, neu1e, neu1[0], centre, points, codes, depths,
-                                        sig_table, log_table, lr)
-                    for d in range(dim):
-                        W_in[ca, d] += neu1e[d]
-                        W_in[cb, d] += neu1[0, d]
-                    pairs += 2
-                    c = other + 1
-                    continue
-                ctx = sen[c]
-                for d in range(dim):
-                    neu1e[d] = 0.0
-                step, state = _predict(W_out, W_in, ctx, neu1e, centre, loss, negative, ends, words, guide, shift,
-                                       points, codes, depths, sig_table, log_table, lr, state)
-                total += step
-                pairs += 1
-                for d in range(dim):
-                    W_in[ctx, d] += neu1e[d]
-                c += 1
-            continue
-        if hi - lo < 2:
-            continue
-        for d in range(dim):
-            neu1[0, d] = 0.0
-            neu1e[d] = 0.0
-        for c in range(lo, hi):
-            if c != pos:
-                ctx = sen[c]
-                for d in range(dim):
-                    neu1[0, d] += W_in[ctx, d]
-        if cbow_mean:
-            inv = np.float32(1.0 / (hi - lo - 1))
-            for d in range(dim):
-                neu1[0, d] *= inv
-        step, state = _predict(W_out, neu1, 0, neu1e, centre, loss, negative, ends, words, guide, shift, points,
-                               codes, depths, sig_table, log_table, lr, state)
-        total += step
-        pairs += 1
-        for c in range(lo, hi):
-            if c != pos:
-                ctx = sen[c]
-                for d in range(dim):
-                    W_in[ctx, d] += neu1e[d]
-    return total, pairs, state
-
-
-@njit(parallel=True, cache=True, fastmath=True)
-def _train(W_in, W_out, tokens, starts, keep_prob, ends, words, guide, shift, points, codes, depths, arch, loss,
-           window, negative, cbow_mean, lr_start, lr_end, cuts, states, longest, sig_table, log_table):
-    """Thread t takes sentences cuts[t]:cuts[t + 1], decaying its learning rate over their tokens."""
-    threads, dim = cuts.shape[0] - 1, W_in.shape[1]
-    losses = np.zeros(threads)
-    kept = np.zeros(threads, np.int64)
-    pairs = np.zeros(threads, np.int64)
-    for t in prange(threads):
-        sen = np.empty(longest, np.int32)
-        neu1 = np.empty((1, dim), np.float32)
-        neu1e = np.empty(dim, np.float32)
-        state = states[t]
-        first, share = starts[cuts[t]], max(1, starts[cuts[t + 1]] - starts[cuts[t]])
-        for s in range(cuts[t], cuts[t + 1]):
-            lo, hi = starts[s], starts[s + 1]
-            n, state = _subsample(tokens, lo, hi, keep_prob, sen, state)
-            if n == 0:
-                continue
-            # Position pos of the kept words stands in for raw token lo + pos * (hi - lo) / n.
-            lr0 = lr_start + (lr_end - lr_start) * (lo - first) / share
-            lr_step = (lr_end - lr_start) * (hi - lo) / (n * share)
-            step, count, state = _sentence(W_in, W_out, sen, n, arch, loss, negative, ends, words, guide, shift, points,
-                                           codes, depths, window, cbow_mean, lr0, lr_step, sig_table, log_table, neu1,
-                                           neu1e, state)
-            losses[t] += step
-            pairs[t] += count
-            kept[t] += n
-    return losses.sum(), kept.sum(), pairs.sum()
 
 
 def _split_long(starts: np.ndarray) -> np.ndarray:
@@ -427,8 +217,7 @@ def train_sentences(W_in: np.ndarray, W_out: np.ndarray, tokens: np.ndarray, sta
     _check(W_in, W_out, tokens, starts, keep_prob, runs, tree, loss, window)
     starts = _split_long(starts)
     sentences = len(starts) - 1
-    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS, sentences))
-    numba.set_num_threads(threads)
+    threads = max(1, min(threads, os.cpu_count() or 1, sentences))
     # Equal shares of tokens, not of sentences: the threads finish together and wait less.
     cuts = np.full(threads + 1, sentences, np.int64)
     cuts[0] = 0
@@ -436,7 +225,10 @@ def train_sentences(W_in: np.ndarray, W_out: np.ndarray, tokens: np.ndarray, sta
         ends = starts[1:] - starts[0]
         cuts[1:-1] = np.searchsorted(ends, ends[-1] * np.arange(1, threads) / threads, side="left") + 1
     longest = max(1, int(np.diff(starts).max())) if sentences > 0 else 1
-    out = _train(W_in, W_out, tokens, starts, keep_prob, *runs, *tree, int(arch), int(loss), int(window),
-                 int(negative), bool(cbow_mean), float(lr_start), float(lr_end), cuts,
-                 _thread_states(int(seed), threads), longest, SIGMOID_TABLE, LOG_SIGMOID_TABLE)
-    return float(out[0]), int(out[1]), int(out[2])
+    points, codes, depths = tree
+    return _word2vec.train(W_in, W_out, tokens, starts, keep_prob, runs.ends, runs.words, runs.guide, points, codes,
+                           depths, cuts, _thread_states(int(seed), threads), SIGMOID_TABLE, LOG_SIGMOID_TABLE,
+                           W_in.shape[0], W_out.shape[0], W_in.shape[1], len(tokens), len(starts), len(runs.ends),
+                           len(runs.guide), points.shape[1], threads, TABLE_SIZE, longest, int(runs.shift), int(arch),
+                           int(loss), int(window), int(negative), int(bool(cbow_mean)), float(lr_start),
+                           float(lr_end))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dlcli.kernels import _word2vec
 from dlcli.kernels import word2vec_sgd as k
 from dlcli.nn.huffman import huffman_paths
 
@@ -289,3 +290,30 @@ def test_matrices_that_share_memory_are_refused():
     W_in, _ = _matrices(k.NEGATIVE)
     with pytest.raises(ValueError, match="share memory"):
         _train(W_in, W_in, [1, 2], [0, 2], k.SKIPGRAM, k.NEGATIVE)
+
+
+@pytest.mark.parametrize("arch,loss", COMBOS)
+def test_each_loss_trains_without_the_other_loss_tables(arch, loss):
+    """As the model calls it: only the noise runs, or only the Huffman tree."""
+    W_in, W_out = _matrices(loss)
+    tables = {"noise": k.noise_runs(COUNTS, 1000)} if loss == k.NEGATIVE else dict(
+        zip(("hs_points", "hs_codes", "hs_depths"), k.hs_tree(COUNTS)))
+    before = W_in.copy()
+    _, kept, pairs = k.train_sentences(W_in, W_out, np.array([0, 1, 2, 3, 1, 0], np.int32), np.array([0, 6]),
+                                       np.ones(len(COUNTS), np.float32), arch=arch, loss=loss, threads=1, **tables)
+    assert kept == 6 and pairs > 0 and not (W_in == before).all()
+
+
+def test_the_compiled_loop_checks_the_buffer_sizes_it_is_given():
+    """A second guard behind train_sentences' checks: a table shorter than the sizes passed with it
+    is refused before any thread reads it."""
+    W_in, W_out = _matrices(k.NEGATIVE)
+    runs, (points, codes, depths) = k.noise_runs(COUNTS, 1000), k.hs_tree(COUNTS)
+    args = [W_in, W_out, np.array([0, 1], np.int32), np.array([0, 2]), np.ones(4, np.float32), runs.ends, runs.words,
+            runs.guide, points, codes, depths, np.array([0, 1]), k._thread_states(1, 1), k.SIGMOID_TABLE,
+            k.LOG_SIGMOID_TABLE, 5, 5, W_in.shape[1], 2, 2, len(runs.ends), len(runs.guide), points.shape[1], 1,
+            k.TABLE_SIZE, 2, int(runs.shift), k.SKIPGRAM, k.NEGATIVE, 1, 1, 1, 0.1, 0.1]
+    before = W_in.copy()
+    with pytest.raises(ValueError, match="keep_prob holds 16 bytes, expected 20"):
+        _word2vec.train(*args)
+    assert (W_in == before).all()
