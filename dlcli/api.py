@@ -33,16 +33,18 @@ def default_output(recipe_path: str | Path) -> Path:
 
 def train(recipe_path: str | Path, *, overrides: Iterable[str] = (), out: str | Path | None = None,
           device: str | None = None, data_dir: str | None = None, resume: bool = False,
-          overwrite: bool = False, console=None) -> dict[str, Any]:
+          overwrite: bool = False, console=None, threads: int | None = None) -> dict[str, Any]:
     """Train what a recipe describes; returns a summary with the checkpoint path and best score.
-    An earlier run's files at `out` need `resume` (continue it) or `overwrite` (replace it)."""
+    An earlier run's files at `out` need `resume` (continue it) or `overwrite` (replace it).
+    `threads`: CPU threads for torch and training kernels (default: torch's own, every CPU for a kernel)."""
     from dlcli import registry, training
 
     recipe = registry.load_recipe(recipe_path, overrides)
     if device:
         recipe = dataclasses.replace(recipe, device=device)
     out = Path(out) if out else default_output(recipe_path)
-    return training.run(recipe, Path(recipe_path), out, data_dir, resume, console, overwrite=overwrite)
+    return training.run(recipe, Path(recipe_path), out, data_dir, resume, console, overwrite=overwrite,
+                        threads=threads)
 
 
 def cross_validate(recipe_path: str | Path, folds: int, *, overrides: Iterable[str] = (), data_dir: str | None = None,

@@ -6,17 +6,28 @@ import os
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
-import torch
+import numpy as np
 
 from dlcli.errors import RecipeError
 
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+@dataclass(frozen=True)
+class HostCPU:
+    """The CPU, for a run whose models hold no torch (NumPy tables trained by a kernel): it reads
+    as a torch.device does where a run asks (`.type`, `.index`, str)."""
+
+    type: str = "cpu"
+    index: None = None
+
+    def __str__(self) -> str:
+        return "cpu"
 
 
 @dataclass(frozen=True)
 class Placement:
-    device: torch.device
+    device: Any  # a torch.device, or HostCPU for a run without torch
     rank: int = 0
     world_size: int = 1
 
@@ -29,7 +40,10 @@ class Placement:
         return self.world_size > 1
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto"):
+    """The torch.device that `name` (auto, cpu, cuda, cuda:N, mps) means on this machine."""
+    import torch
+
     name = (name or "auto").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -52,11 +66,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def host_placement() -> Placement:
+    """The CPU of this process, for models without torch; under torchrun, its rank (for the
+    kernel step to refuse)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    return Placement(HostCPU(), int(os.environ.get("RANK", "0")) if world_size > 1 else 0, max(1, world_size))
+
+
 def setup_placement(name: str) -> Placement:
     """One process, or one rank of a torchrun job (WORLD_SIZE > 1 in the environment)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Placement(resolve_device(name))
+    import torch
     import torch.distributed as dist
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -69,7 +91,7 @@ def setup_placement(name: str) -> Placement:
     return Placement(device, rank, world_size)
 
 
-def wrap_distributed(model: torch.nn.Module, placement: Placement) -> torch.nn.Module:
+def wrap_distributed(model, placement: Placement):
     """The module that runs forward in training: under torchrun, DistributedDataParallel around `model`."""
     if not placement.distributed:
         return model
@@ -79,7 +101,7 @@ def wrap_distributed(model: torch.nn.Module, placement: Placement) -> torch.nn.M
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def unwrapped(net: torch.nn.Module) -> torch.nn.Module:
+def unwrapped(net):
     """The model inside a DistributedDataParallel wrapper (or the model itself)."""
     from torch.nn.parallel import DistributedDataParallel
 
@@ -94,8 +116,14 @@ def teardown_placement(placement: Placement) -> None:
             dist.destroy_process_group()
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> None:
+def seed_everything(seed: int, deterministic: bool = False, torch_too: bool = True) -> None:
+    """Python's, NumPy's and (unless `torch_too` is False: a run without torch) torch's generators."""
     random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if not torch_too:
+        return
+    import torch
+
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -103,10 +131,12 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device, precision: str):
     """Mixed precision on CUDA (and bf16 on CPU); a no-op for fp32."""
     if precision == "fp32" or device.type not in ("cuda", "cpu"):
         return nullcontext()
     if device.type == "cpu" and precision == "fp16":
         raise RecipeError("precision: fp16 needs a CUDA device", "use bf16 or fp32 on CPU")
-    return torch.autocast(device.type, dtype=_DTYPES[precision])
+    import torch
+
+    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])

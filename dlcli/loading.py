@@ -65,15 +65,26 @@ def load_model(name: str | os.PathLike, device: str = "cpu", content: dict | Non
     from dlcli.device import resolve_device
 
     path = checkpoint.resolve_model(name)
-    data = checkpoint.as_torch(content if content is not None else checkpoint.read(path))
+    data = content if content is not None else checkpoint.read(path)
     try:
-        task = registry.task_adapter(data["task"]).from_checkpoint(data)
+        adapter = registry.task_adapter(data["task"])
+        if adapter.autograd:
+            data = checkpoint.as_torch(data)
+        task = adapter.from_checkpoint(data)
         builder = registry.lookup(registry.MODELS[data["task"]], data["model"]["type"], "model.type")
-        model = build_loaded(builder, task.model_sizes(), data["model"]["kwargs"], data["state_dict"])
+        if adapter.autograd:
+            model = build_loaded(builder, task.model_sizes(), data["model"]["kwargs"], data["state_dict"])
+        else:  # NumPy tables, adopted as read (mapped from the file)
+            model = builder(*task.model_sizes(), **data["model"]["kwargs"])
+            model.load_state_dict(data["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError, RecipeError) as exc:
         raise CheckpointError(f"{path}: checkpoint content does not fit dlcli "
                               f"{data.get('dlcli_version')}'s models: {exc}") from None
-    model.to(resolve_device(device)).eval()
+    if adapter.autograd:
+        model.to(resolve_device(device))
+    elif device not in ("cpu", "auto"):
+        raise RecipeError(f"--device {device}: a {data['task']} model is NumPy tables on the CPU", "use --device cpu")
+    model.eval()
     return LoadedModel(path, data, task, model)
 
 

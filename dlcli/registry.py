@@ -5,64 +5,74 @@ checkpoint can only ever name something listed here."""
 from __future__ import annotations
 
 import difflib
+import importlib
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from dlcli import recipe as recipe_module
 from dlcli.errors import RecipeError
-from dlcli.models import rnn
-from dlcli.models.attn_lstm import AttentionBiLSTM
-from dlcli.models.bert import BERT
-from dlcli.models.bert_classifier import BertClassifier
-from dlcli.models.bert_tagger import BertTagger
-from dlcli.models.charcnn import CharCNN
-from dlcli.models.elmo import ELMo
-from dlcli.models.fasttext import FastText
-from dlcli.models.glove import GloVe
-from dlcli.models.gpt import GPT
-from dlcli.models.gpt_classifier import GPTClassifier
-from dlcli.models.mlp import MLPClassifier
-from dlcli.models.mtcnn import MTCNN
-from dlcli.models.rcnn import RCNN
-from dlcli.models.rnn_lm import RNNLanguageModel
-from dlcli.models.rnn_seq2seq import RNNSeq2Seq
-from dlcli.models.tagger import bilstm_crf, bilstm_softmax
-from dlcli.models.textcnn import TextCNN
-from dlcli.models.transformer import TransformerClassifier
-from dlcli.models.transformer_seq2seq import TransformerSeq2Seq
-from dlcli.models.word2vec import StaticVectors, Word2Vec
 from dlcli.recipe import Component, Recipe, bind_kwargs
-from dlcli.schedules import OPTIMIZERS as TORCH_OPTIMIZERS
-from dlcli.schedules import SCHEDULES
+from dlcli.schedules import SCHEDULES, LearningRate
 from dlcli.steps import KERNEL_STEPS, AutogradStep, HogwildAdaGrad, HogwildSGD
-from dlcli.tasks.classify import ClassifyTask
-from dlcli.tasks.detect_faces import DetectFacesTask
-from dlcli.tasks.embed import EmbedTask
-from dlcli.tasks.lm import LMTask
-from dlcli.tasks.mlm import MLMTask
-from dlcli.tasks.seq2seq import Seq2SeqTask
-from dlcli.tasks.tag import TagTask
 from dlcli.text import vocabularies
 
-TASKS: dict[str, type] = {"classify": ClassifyTask, "tag": TagTask, "detect_faces": DetectFacesTask,
-                          "embed": EmbedTask, "lm": LMTask, "mlm": MLMTask,
-                          "seq2seq": Seq2SeqTask}
+
+class Imported(MutableMapping):
+    """A table whose entries may be given as "module:name" (written here, never read from a file),
+    imported when first looked up: training word vectors never imports the torch models beside them."""
+
+    def __init__(self, entries: dict[str, Any]):
+        self._entries = dict(entries)
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._entries[key]
+        if isinstance(value, str):
+            module, _, name = value.partition(":")
+            value = self._entries[key] = getattr(importlib.import_module(module), name)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._entries[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._entries[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+TASKS: MutableMapping[str, type] = Imported({
+    "classify": "dlcli.tasks.classify:ClassifyTask", "tag": "dlcli.tasks.tag:TagTask",
+    "detect_faces": "dlcli.tasks.detect_faces:DetectFacesTask", "embed": "dlcli.tasks.embed:EmbedTask",
+    "lm": "dlcli.tasks.lm:LMTask", "mlm": "dlcli.tasks.mlm:MLMTask", "seq2seq": "dlcli.tasks.seq2seq:Seq2SeqTask",
+})
 
 # task -> model type -> builder. Builders take data-derived sizes positionally (as many as the
 # task's `model_positional`) and recipe knobs keyword-only.
-MODELS: dict[str, dict[str, Any]] = {
-    "classify": {
-        "mlp": MLPClassifier, "textcnn": TextCNN, "fasttext": FastText,
-        "rnn": rnn.rnn, "lstm": rnn.lstm, "gru": rnn.gru, "bilstm": rnn.bilstm, "bigru": rnn.bigru,
-        "attn_lstm": AttentionBiLSTM, "rcnn": RCNN, "charcnn": CharCNN, "transformer": TransformerClassifier,
-        "gpt": GPTClassifier, "bert": BertClassifier,
-    },
-    "tag": {"bilstm_crf": bilstm_crf, "bilstm_softmax": bilstm_softmax, "bert": BertTagger},
-    "detect_faces": {"mtcnn": MTCNN},
-    "embed": {"word2vec": Word2Vec, "glove": GloVe, "vectors": StaticVectors},
-    "lm": {"rnn_lm": RNNLanguageModel, "gpt": GPT, "elmo": ELMo},
-    "mlm": {"bert": BERT},
-    "seq2seq": {"rnn_seq2seq": RNNSeq2Seq, "transformer_seq2seq": TransformerSeq2Seq},
+MODELS: dict[str, MutableMapping[str, Any]] = {
+    "classify": Imported({
+        "mlp": "dlcli.models.mlp:MLPClassifier", "textcnn": "dlcli.models.textcnn:TextCNN",
+        "fasttext": "dlcli.models.fasttext:FastText", "rnn": "dlcli.models.rnn:rnn", "lstm": "dlcli.models.rnn:lstm",
+        "gru": "dlcli.models.rnn:gru", "bilstm": "dlcli.models.rnn:bilstm", "bigru": "dlcli.models.rnn:bigru",
+        "attn_lstm": "dlcli.models.attn_lstm:AttentionBiLSTM", "rcnn": "dlcli.models.rcnn:RCNN",
+        "charcnn": "dlcli.models.charcnn:CharCNN", "transformer": "dlcli.models.transformer:TransformerClassifier",
+        "gpt": "dlcli.models.gpt_classifier:GPTClassifier", "bert": "dlcli.models.bert_classifier:BertClassifier",
+    }),
+    "tag": Imported({"bilstm_crf": "dlcli.models.tagger:bilstm_crf",
+                     "bilstm_softmax": "dlcli.models.tagger:bilstm_softmax",
+                     "bert": "dlcli.models.bert_tagger:BertTagger"}),
+    "detect_faces": Imported({"mtcnn": "dlcli.models.mtcnn:MTCNN"}),
+    "embed": Imported({"word2vec": "dlcli.models.word2vec:Word2Vec", "glove": "dlcli.models.glove:GloVe",
+                       "vectors": "dlcli.models.word2vec:StaticVectors"}),
+    "lm": Imported({"rnn_lm": "dlcli.models.rnn_lm:RNNLanguageModel", "gpt": "dlcli.models.gpt:GPT",
+                    "elmo": "dlcli.models.elmo:ELMo"}),
+    "mlm": Imported({"bert": "dlcli.models.bert:BERT"}),
+    "seq2seq": Imported({"rnn_seq2seq": "dlcli.models.rnn_seq2seq:RNNSeq2Seq",
+                         "transformer_seq2seq": "dlcli.models.transformer_seq2seq:TransformerSeq2Seq"}),
 }
 
 # train.optimizer types that run a model's own training kernel -> the (task, model type) pairs
@@ -70,7 +80,11 @@ MODELS: dict[str, dict[str, Any]] = {
 KERNELS: dict[str, set[tuple[str, str]]] = {"hogwild_sgd": {("classify", "fasttext"), ("embed", "word2vec")},
                                             "hogwild_adagrad": {("embed", "glove")}}
 
-OPTIMIZERS = {**TORCH_OPTIMIZERS, "hogwild_sgd": HogwildSGD, "hogwild_adagrad": HogwildAdaGrad}
+OPTIMIZERS: MutableMapping[str, Any] = Imported({
+    "sgd": "torch.optim:SGD", "adam": "torch.optim:Adam", "adamw": "torch.optim:AdamW",
+    "adagrad": "torch.optim:Adagrad", "adadelta": "torch.optim:Adadelta",
+    "hogwild_sgd": HogwildSGD, "hogwild_adagrad": HogwildAdaGrad,
+})
 
 VOCABS = {name: kind.build for name, kind in vocabularies.TYPES.items()}
 
@@ -203,7 +217,11 @@ def build_optimization(parts: Resolved, params, total_steps: int, steps_per_epoc
 
 
 def _try_build(parts: Resolved) -> None:
-    """Build on a dummy parameter, so bad optimizer or schedule values fail now, not mid-run."""
+    """Build on a dummy parameter, so bad optimizer or schedule values fail now, not mid-run (a
+    kernel's optimizer, which only carries the lr, over none: torch stays unloaded)."""
+    if issubclass(parts.optimizer[0], LearningRate):
+        build_optimization(parts, [], 10, 5)
+        return
     import torch
 
     build_optimization(parts, [torch.zeros(1, requires_grad=True)], 10, 5)

@@ -9,33 +9,20 @@ never trains a different algorithm on another device.
 
 from __future__ import annotations
 
-import inspect
+import os
 
-import torch
-from torch import nn
-
-from dlcli.device import Placement, autocast
+from dlcli.device import Placement
 from dlcli.errors import RecipeError
+from dlcli.schedules import LearningRate
 
 
-class HogwildSGD(torch.optim.Optimizer):
-    """Plain SGD whose updates the model's kernel makes in place; this optimizer only carries the
-    learning rate that the schedule sets, so schedules, logging and resume work unchanged."""
+class HogwildSGD(LearningRate):
+    """Plain SGD whose updates the model's kernel makes in place: this optimizer only carries the
+    learning rate that the schedule sets, so schedules, logging and resume work unchanged, and a
+    model without torch needs none here."""
 
     def __init__(self, params, *, lr: float = 0.1):
-        if not lr > 0:
-            raise ValueError(f"lr must be above 0, not {lr}")
-        super().__init__(params, {"lr": lr})
-
-    def step(self, closure=None):  # the kernel has already moved the weights
-        return None
-
-    # torch wraps these in a lazy import of torch._dynamo (about 70 MB and 1.5 s on first use), which
-    # an optimizer that only carries a learning rate for a compiled kernel never needs: take them plain.
-    add_param_group = inspect.unwrap(torch.optim.Optimizer.add_param_group)
-    state_dict = inspect.unwrap(torch.optim.Optimizer.state_dict)
-    load_state_dict = inspect.unwrap(torch.optim.Optimizer.load_state_dict)
-    zero_grad = inspect.unwrap(torch.optim.Optimizer.zero_grad)
+        super().__init__(params, lr=lr)
 
 
 class HogwildAdaGrad(HogwildSGD):
@@ -46,11 +33,22 @@ class HogwildAdaGrad(HogwildSGD):
         super().__init__(params, lr=lr)
 
 
+def default_threads() -> int:
+    """A kernel's threads when --threads is not given: $OMP_NUM_THREADS if set (as torch reads it),
+    else every CPU this process may run on."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class AutogradStep:
     """Collate, loss, backward, clip, the optimizer's step: every model, device and precision."""
 
-    def __init__(self, model: nn.Module, net: nn.Module, task, optimizer, cfg, placement: Placement,
-                 precision: str):
+    def __init__(self, model, net, task, optimizer, cfg, placement: Placement, precision: str,
+                 threads: int | None = None):
+        import torch
+
         self.model, self.net, self.task, self.optimizer = model, net, task, optimizer
         self.cfg, self.device, self.precision = cfg, placement.device, precision
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and self.device.type == "cuda")
@@ -59,10 +57,23 @@ class AutogradStep:
     def check(recipe, task, placement: Placement | None = None) -> None:
         """Everything goes."""
 
-    def batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
-        return self.task.train_batches(batch_size, generator)
+    def batches(self, batch_size: int, seed: int) -> list[list[int]]:
+        import torch
 
-    def __call__(self, indices: list[int], lr: float, check_finite) -> float:
+        return self.task.train_batches(batch_size, torch.Generator().manual_seed(seed))
+
+    def __call__(self, indices: list[int], lr: float, check_finite, seed: int) -> float:
+        """One update; `seed` seeds torch's random stream (dropout) for this step."""
+        import torch
+        from torch import nn
+
+        from dlcli.device import autocast
+
+        if self.device.type == "cpu":  # torch.manual_seed also queues CUDA/XPU/MTIA seeding: ~1 ms a step
+            torch.random.default_generator.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)
+        self.model.train()
         batch = {k: v.to(self.device, non_blocking=True) for k, v in self.task.collate(indices).items()}
         with autocast(self.device, self.precision):
             loss = self.task.loss(self.net, batch)
@@ -88,10 +99,10 @@ class HogwildStep:
     """The model's `hogwild_step(batch, lr, threads)` over the task's kernel batches, on every CPU
     thread (one with `train.deterministic`). Plain SGD on the CPU in one fp32 process by nature."""
 
-    def __init__(self, model: nn.Module, net: nn.Module, task, optimizer, cfg, placement: Placement,
-                 precision: str):
+    def __init__(self, model, net, task, optimizer, cfg, placement: Placement, precision: str,
+                 threads: int | None = None):
         self.model, self.task, self.optimizer = model, task, optimizer
-        self.threads = 1 if cfg.deterministic else torch.get_num_threads()
+        self.threads = 1 if cfg.deterministic else threads or default_threads()
 
     @staticmethod
     def check(recipe, task, placement: Placement | None = None) -> None:
@@ -120,11 +131,12 @@ class HogwildStep:
             raise RecipeError(f"train.optimizer: {kind} trains in one process, not {placement.world_size} "
                               "torchrun ranks", f"run without torchrun{alternative}")
 
-    def batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
-        return self.task.kernel_batches(batch_size, generator, parts=self.threads)
+    def batches(self, batch_size: int, seed: int) -> list:
+        return self.task.kernel_batches(batch_size, seed, parts=self.threads)
 
-    def __call__(self, indices: list[int], lr: float, check_finite) -> float:
-        value = self.model.hogwild_step(self.task.collate_kernel(indices), lr, self.threads)
+    def __call__(self, indices: list[int], lr: float, check_finite, seed: int) -> float:
+        """One kernel pass; `seed` (the step's) seeds the kernel's random stream."""
+        value = self.model.hogwild_step(self.task.collate_kernel(indices), lr, self.threads, seed)
         check_finite(value)
         self.optimizer.step()  # a no-op that keeps the schedule's step-order check quiet
         return value

@@ -2,7 +2,9 @@
 
 A task adapter supplies batches, a loss and dev metrics; a step strategy (dlcli/steps.py) turns a
 batch into an update; the trainer owns the schedule, evaluation, early stopping, EMA weights,
-checkpointing, resuming and distributed data parallel.
+checkpointing, resuming and distributed data parallel. It imports no torch itself: the strategy
+does what needs it (batch order, random streams, backward), so a model of NumPy tables trained by
+its kernel runs without torch.
 
 Reproducibility: the batch order of an epoch depends only on (seed, epoch) and the random
 stream of a step (dropout) only on (seed, rank, step), so a run resumed from a saved state
@@ -19,13 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from dlcli import checkpoint
 from dlcli.device import Placement
 from dlcli.errors import TrainingError
-from dlcli.nn.ema import EMA
 from dlcli.recipe import TrainConfig
 from dlcli.schedules import steps_on_metric
 
@@ -48,8 +46,8 @@ class Progress:
 
 class Trainer:
     def __init__(
-        self, model: nn.Module, task, cfg: TrainConfig, *, optimizer, scheduler, step, placement: Placement,
-        seed: int, save_model: Callable[[nn.Module, dict], None], state_path: Path, log_path: Path, console=None,
+        self, model, task, cfg: TrainConfig, *, optimizer, scheduler, step, placement: Placement,
+        seed: int, save_model: Callable[[object, dict], None], state_path: Path, log_path: Path, console=None,
     ):
         self.model = model  # the module itself; the step strategy runs it forward (under DDP, wrapped)
         self.task = task
@@ -64,7 +62,11 @@ class Trainer:
         self.console = console
         self.metric = cfg.metric or task.default_metric
         self.higher_is_better = task.metrics[self.metric]
-        self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+        self.ema = None
+        if cfg.ema_decay:
+            from dlcli.nn.ema import EMA
+
+            self.ema = EMA(model, cfg.ema_decay)
         self.progress = Progress()
         self.step = step
         self._stop_requested = False
@@ -136,8 +138,7 @@ class Trainer:
 
     def _run_epoch(self, bar, state_extra: dict) -> None:
         p, cfg, rank = self.progress, self.cfg, self.placement
-        generator = torch.Generator().manual_seed(self.seed * 7919 + p.epoch)
-        batches = self.step.batches(cfg.batch_size, generator)
+        batches = self.step.batches(cfg.batch_size, self.seed * 7919 + p.epoch)
         if rank.distributed:  # each rank takes its share of one global order, equal counts
             per_rank = len(batches) // rank.world_size
             batches = batches[rank.rank :: rank.world_size][:per_rank]
@@ -165,14 +166,9 @@ class Trainer:
                 return
 
     def _step(self, indices: list[int]) -> float:
-        p, device = self.progress, self.placement.device
+        p = self.progress
         step_seed = (self.seed * 1_000_003 + self.placement.rank * 10_007 + p.global_step) % 2**63
-        if device.type == "cpu":  # torch.manual_seed also queues CUDA/XPU/MTIA seeding: ~1 ms a step
-            torch.random.default_generator.manual_seed(step_seed)
-        else:
-            torch.manual_seed(step_seed)
-        self.model.train()
-        value = self.step(indices, self._lr(), self._check_finite)
+        value = self.step(indices, self._lr(), self._check_finite, step_seed)
         p.loss_sum, p.loss_steps = p.loss_sum + value, p.loss_steps + 1
         if not steps_on_metric(self.scheduler):
             self.scheduler.step()

@@ -1,6 +1,7 @@
 """A training run from a recipe: read the data, build the task and model, optimise with the
 recipe's step strategy, write the checkpoint. Task-agnostic: everything task-specific comes
-through the adapter contract (dlcli/tasks/__init__.py)."""
+through the adapter contract (dlcli/tasks/__init__.py). A task whose models hold no torch
+(`autograd = False`: NumPy tables trained by their kernels) trains without importing torch."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from dlcli import checkpoint, loading, registry, run_outputs
-from dlcli.device import seed_everything, setup_placement, teardown_placement, wrap_distributed
+from dlcli.device import host_placement, seed_everything, setup_placement, teardown_placement, wrap_distributed
 from dlcli.errors import CheckpointError, RecipeError, TrainingError
 from dlcli.recipe import Recipe, checkpoint_fields, data_root, path_fields, recipe_warnings, resolve_data_path
 from dlcli.tasks import held_out
@@ -23,24 +22,30 @@ _RESUME_KEYS = ("task", "seed", "data", "vocab", "model")
 
 
 def run(recipe: Recipe, recipe_path: Path, out: Path, data_dir: str | None, resume: bool, console,
-        overwrite: bool = False) -> dict:
+        overwrite: bool = False, threads: int | None = None) -> dict:
+    """`threads`: CPU threads for torch and for a kernel (default: torch's own, every CPU for a kernel)."""
     if resume and overwrite:
         raise RecipeError("--resume and --overwrite: choose one",
                           "--resume continues the run saved beside --out; --overwrite starts a new one over it")
     parts = registry.resolve_recipe(recipe)
-    placement = setup_placement(recipe.device)
+    placement = setup_placement(recipe.device) if parts.adapter.autograd else host_placement()
     try:
         parts.step.check(recipe, parts.adapter, placement)
         outputs = run_outputs.Outputs.of(run_outputs.refuse_directory(Path(out)))
         with run_outputs.claimed(outputs, resume, overwrite, placement) as replaces:
-            return _run(recipe, parts, recipe_path, outputs, data_dir, resume, replaces, placement, console)
+            return _run(recipe, parts, recipe_path, outputs, data_dir, resume, replaces, placement, console, threads)
     finally:
         teardown_placement(placement)
 
 
 def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, outputs: run_outputs.Outputs, data_dir,
-         resume: bool, replaces: bool, placement, console) -> dict:
-    seed_everything(recipe.seed, recipe.train.deterministic)
+         resume: bool, replaces: bool, placement, console, threads: int | None) -> dict:
+    with_torch = parts.adapter.autograd
+    if with_torch and threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    seed_everything(recipe.seed, recipe.train.deterministic, torch_too=with_torch)
     task = _prepare_task(recipe, parts, recipe_path, data_dir)
     builder, model_kwargs = parts.model
     model_kwargs = task.model_kwargs(model_kwargs)
@@ -49,7 +54,8 @@ def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, outputs: r
     except ValueError as exc:  # a knob the builder refuses, e.g. an unknown pooling
         raise RecipeError(f"model: {exc}", f"fix that value in the {recipe.model.type} model section") from None
     task.prepare_model(model)
-    model.to(placement.device)
+    if with_torch:
+        model.to(placement.device)
 
     cfg = recipe.train
     optimizer, scheduler = _optimization(parts, model, task, cfg, placement.world_size)
@@ -62,14 +68,15 @@ def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, outputs: r
     staged = bool(state.get("staged")) if state is not None else replaces
     target = outputs.partial if staged else outputs.model
 
-    def save_model(module: torch.nn.Module, metrics: dict) -> None:
+    def save_model(module, metrics: dict) -> None:
         checkpoint.save(target, {
             "task": recipe.task, "recipe": resolved,
             "model": {"type": recipe.model.type, "kwargs": model_kwargs},
             **task.payload(), "state_dict": module.state_dict(), "metrics": metrics,
         })
 
-    step = parts.step(model, wrap_distributed(model, placement), task, optimizer, cfg, placement, recipe.precision)
+    step = parts.step(model, wrap_distributed(model, placement), task, optimizer, cfg, placement, recipe.precision,
+                      threads)
     trainer = Trainer(model, task, cfg, optimizer=optimizer, scheduler=scheduler, step=step, placement=placement,
                       seed=recipe.seed, save_model=save_model, state_path=outputs.state, log_path=outputs.log,
                       console=console)
@@ -82,7 +89,7 @@ def _run(recipe: Recipe, parts: registry.Resolved, recipe_path: Path, outputs: r
             console.print(f"note: {note}")
         for warning in recipe_warnings(recipe):
             console.print(f"warning: {warning}")
-        console.print(_announcement(recipe, task, model, placement))
+        console.print(_announcement(recipe, task, model, placement, with_torch))
     try:
         progress = trainer.fit({"recipe": resolved, "staged": staged})
     except (KeyboardInterrupt, TrainingError):
@@ -110,8 +117,11 @@ def _optimization(parts: registry.Resolved, model, task, cfg, world_size: int):
     return registry.build_optimization(parts, params, int(total), steps_per_epoch)
 
 
-def _announcement(recipe: Recipe, task, model, placement) -> str:
-    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+def _announcement(recipe: Recipe, task, model, placement, with_torch: bool) -> str:
+    if with_torch:
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    else:  # NumPy tables
+        params = sum(p.size for p in model.parameters())
     ranks = f" x{placement.world_size}" if placement.distributed else ""
     return (f"training {recipe.model.type} on {task.describe()}, {params:,} trained parameters, "
             f"device {placement.device}{ranks}")

@@ -64,12 +64,8 @@ def train_command(
         from dlcli.plots import require_matplotlib
 
         require_matplotlib("--plot")
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     summary = api.train(path, overrides=overrides, out=out, device=device, data_dir=data_dir,
-                        resume=resume, overwrite=overwrite, console=console(quiet))
+                        resume=resume, overwrite=overwrite, console=console(quiet), threads=threads)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary from rank 0
         if plot:
             summary["plot"] = str(_plot_run(Path(summary["checkpoint"]), summary["metric"], console(quiet)))

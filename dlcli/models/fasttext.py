@@ -80,9 +80,9 @@ class FastText(ClassifierDefaults, nn.Module):
             return log_probs(hidden, self.output, *self.tree())
         return hidden @ self.output.t()
 
-    def hogwild_step(self, bags: dict[str, np.ndarray], lr: float, threads: int) -> float:
+    def hogwild_step(self, bags: dict[str, np.ndarray], lr: float, threads: int, seed: int = 0) -> float:
         """fastText's per-example SGD over a CPU batch of bags (ClassifyTask.collate_bags), in
-        place; returns the mean loss."""
+        place; returns the mean loss. It draws nothing at random: `seed` is not needed."""
         from dlcli.kernels import fasttext_sgd as k
 
         target = bags["target"]

@@ -9,53 +9,55 @@ whose squared-gradient sums are buffers here so that a resumed run continues the
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import numpy as np
 
-from dlcli.models.embedding import EmbeddingDefaults
+from dlcli.models.embedding import EmbeddingTables, draw_generator
 
 OUTPUTS = ("sum", "input")
 
 
-class GloVe(EmbeddingDefaults, nn.Module):
+class GloVe(EmbeddingTables):
     trains_on = "cooccurrence"
+    tables = {"embedding.weight": "embedding", "context": "context", "bias": "bias", "context_bias": "context_bias",
+              "grad_sq": "grad_sq", "context_grad_sq": "context_grad_sq", "bias_grad_sq": "bias_grad_sq",
+              "context_bias_grad_sq": "context_bias_grad_sq"}
+    buffers = frozenset({"grad_sq", "context_grad_sq", "bias_grad_sq", "context_bias_grad_sq"})
 
     def __init__(self, vocab_size: int, *, embedding_dim: int = 50, window: int = 15, x_max: float = 10.0,
                  alpha: float = 0.75, output: str = "sum", count_memory_mb: float = 256.0):
-        super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
         if window < 1 or embedding_dim < 1 or x_max <= 0 or count_memory_mb <= 0:
             raise ValueError("window and embedding_dim must be >= 1, x_max and count_memory_mb above 0")
         self.window, self.x_max, self.alpha, self.output = window, x_max, alpha, output
         self.count_memory_mb = count_memory_mb
-        bound = 0.5 / embedding_dim  # glove.c's start: uniform in (-0.5, 0.5) / dim
-        self.embedding = nn.Embedding(vocab_size, embedding_dim)  # W
-        self.context = nn.Parameter(torch.empty(vocab_size, embedding_dim))  # W~
-        self.bias = nn.Parameter(torch.empty(vocab_size))
-        self.context_bias = nn.Parameter(torch.empty(vocab_size))
-        for tensor in (self.embedding.weight, self.context, self.bias, self.context_bias):
-            nn.init.uniform_(tensor, -bound, bound)
-        for name, like in (("grad_sq", self.embedding.weight), ("context_grad_sq", self.context),
-                           ("bias_grad_sq", self.bias), ("context_bias_grad_sq", self.context_bias)):
-            self.register_buffer(name, torch.ones_like(like))  # AdaGrad's sums start at 1, as glove.c's
+        self.embedding = np.zeros((vocab_size, embedding_dim), np.float32)  # W
+        self.context = np.zeros((vocab_size, embedding_dim), np.float32)  # W~
+        self.bias = np.zeros(vocab_size, np.float32)
+        self.context_bias = np.zeros(vocab_size, np.float32)
+        # AdaGrad's sums of squared gradients
+        self.grad_sq, self.context_grad_sq = np.ones_like(self.embedding), np.ones_like(self.context)
+        self.bias_grad_sq, self.context_bias_grad_sq = np.ones_like(self.bias), np.ones_like(self.context_bias)
 
-    def vectors(self) -> torch.Tensor:
-        return self.embedding.weight + self.context if self.output == "sum" else self.embedding.weight
+    def fit_counts(self, counts: np.ndarray) -> None:
+        """glove.c's start: every weight uniform in (-0.5, 0.5) / dim, AdaGrad's sums at 1."""
+        rng = draw_generator()
+        for table in (self.embedding, self.context, self.bias, self.context_bias):
+            rng.random(table.shape, dtype=np.float32, out=table)
+            table -= 0.5
+            table /= self.embedding.shape[1]
+        for table in (self.grad_sq, self.context_grad_sq, self.bias_grad_sq, self.context_bias_grad_sq):
+            table[:] = 1.0
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        rows = self.embedding(ids)
-        return rows + self.context[ids] if self.output == "sum" else rows
+    def vectors(self) -> np.ndarray:
+        return self.embedding + self.context if self.output == "sum" else self.embedding
 
-    def hogwild_step(self, batch: dict, lr: float, threads: int) -> float:
+    def hogwild_step(self, batch: dict, lr: float, threads: int, seed: int) -> float:
         """AdaGrad over the co-occurrence entries batch["order"] of batch["entries"], in place;
-        returns their mean cost."""
+        returns their mean cost. Its order was drawn already: `seed` is not needed."""
         from dlcli.kernels.glove import glove_epoch
 
         entries = batch["entries"]
-        arrays = [t.detach().numpy() for t in (
-            self.embedding.weight, self.context, self.bias, self.context_bias,
-            self.grad_sq, self.context_grad_sq, self.bias_grad_sq, self.context_bias_grad_sq)]
-        with torch.no_grad():
-            return glove_epoch(*arrays, entries.rows, entries.cols, entries.values, batch["order"], self.x_max,
-                               self.alpha, lr, threads)
+        return glove_epoch(self.embedding, self.context, self.bias, self.context_bias, self.grad_sq,
+                           self.context_grad_sq, self.bias_grad_sq, self.context_bias_grad_sq, entries.rows,
+                           entries.cols, entries.values, batch["order"], self.x_max, self.alpha, lr, threads)

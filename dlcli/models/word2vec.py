@@ -14,21 +14,21 @@ decay it linearly, as word2vec does).
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
 
-from dlcli.models.embedding import EmbeddingDefaults
+from dlcli.models.embedding import EmbeddingTables, draw_generator
 
 ARCHS = ("skipgram", "cbow")
 LOSSES = ("negative", "hierarchical")
 OUTPUTS = ("input", "sum")
 
 
-class Word2Vec(EmbeddingDefaults, nn.Module):
+class Word2Vec(EmbeddingTables):
+    tables = {"embedding.weight": "embedding", "output": "output", "word_counts": "word_counts"}
+    buffers = frozenset({"word_counts"})
+
     def __init__(self, vocab_size: int, *, embedding_dim: int = 100, arch: str = "skipgram",
                  loss: str = "negative", window: int = 5, negative: int = 5, sample: float = 1.0e-3,
                  cbow_mean: bool = True, output: str = "input"):
-        super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {arch!r}")
         if loss not in LOSSES:
@@ -42,30 +42,30 @@ class Word2Vec(EmbeddingDefaults, nn.Module):
             raise ValueError("window, embedding_dim and negative must be >= 1, sample >= 0")
         self.arch, self.loss, self.window, self.negative = arch, loss, window, negative
         self.sample, self.cbow_mean, self.output_vectors = sample, cbow_mean, output
-        self.embedding = nn.Embedding(vocab_size, embedding_dim)  # the word vectors (word2vec's syn0)
-        nn.init.uniform_(self.embedding.weight, -0.5 / embedding_dim, 0.5 / embedding_dim)
         rows = vocab_size - 1 if loss == "hierarchical" else vocab_size
-        self.output = nn.Parameter(torch.zeros(rows, embedding_dim))  # syn1neg, or syn1: the tree's inner nodes
-        self.register_buffer("word_counts", torch.zeros(vocab_size, dtype=torch.long))
+        self.embedding = np.zeros((vocab_size, embedding_dim), np.float32)  # the word vectors (word2vec's syn0)
+        self.output = np.zeros((rows, embedding_dim), np.float32)  # syn1neg, or syn1: the tree's inner nodes
+        self.word_counts = np.zeros(vocab_size, np.int64)
         self._tables = None
 
-    def fit_counts(self, counts: torch.Tensor) -> None:
-        self.word_counts.copy_(counts)
+    def fit_counts(self, counts: np.ndarray) -> None:
+        """The counts, and word2vec.c's start: input rows uniform in (-0.5, 0.5) / dim, output rows 0."""
+        self.word_counts[:] = counts
         self._tables = None
+        draw_generator().random(self.embedding.shape, dtype=np.float32, out=self.embedding)
+        self.embedding -= 0.5
+        self.embedding /= self.embedding.shape[1]
+        self.output[:] = 0.0
 
-    def vectors(self) -> torch.Tensor:
-        return self.embedding.weight + self.output if self.output_vectors == "sum" else self.embedding.weight
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        rows = self.embedding(ids)
-        return rows + self.output[ids] if self.output_vectors == "sum" else rows
+    def vectors(self) -> np.ndarray:
+        return self.embedding + self.output if self.output_vectors == "sum" else self.embedding
 
     def _kernel_tables(self) -> dict:
         """Subsampling probabilities, the noise table or the Huffman tree: from the counts, once."""
         if self._tables is None:
             from dlcli.kernels import word2vec_sgd as k
 
-            counts = self.word_counts.numpy()
+            counts = self.word_counts
             tables = {"keep_prob": k.keep_probability(counts, self.sample) if self.sample else
                       np.ones(len(counts), np.float32)}
             if self.loss == "negative":
@@ -75,32 +75,28 @@ class Word2Vec(EmbeddingDefaults, nn.Module):
             self._tables = tables
         return self._tables
 
-    def hogwild_step(self, batch: dict, lr: float, threads: int) -> float:
+    def hogwild_step(self, batch: dict, lr: float, threads: int, seed: int) -> float:
         """One pass of the kernel over a batch of sentences (EmbedTask.collate_kernel), in place;
-        returns the mean loss per prediction. Its random stream is seeded from torch's, which the
-        trainer seeds per step, so a resumed run draws the same samples."""
+        returns the mean loss per prediction. `seed` (the trainer's, per step) seeds its random
+        stream, so a resumed run draws the same samples."""
         from dlcli.kernels import word2vec_sgd as k
 
-        seed = int(torch.randint(2**62, (1,)))
-        with torch.no_grad():
-            loss, _, pairs = k.train_sentences(
-                self.embedding.weight.detach().numpy(), self.output.detach().numpy(), batch["ids"], batch["starts"],
-                arch=k.SKIPGRAM if self.arch == "skipgram" else k.CBOW,
-                loss=k.NEGATIVE if self.loss == "negative" else k.HIERARCHICAL,
-                window=self.window, negative=self.negative, cbow_mean=self.cbow_mean, lr_start=lr, lr_end=lr,
-                threads=threads, seed=seed, **self._kernel_tables())
+        loss, _, pairs = k.train_sentences(
+            self.embedding, self.output, batch["ids"], batch["starts"],
+            arch=k.SKIPGRAM if self.arch == "skipgram" else k.CBOW,
+            loss=k.NEGATIVE if self.loss == "negative" else k.HIERARCHICAL,
+            window=self.window, negative=self.negative, cbow_mean=self.cbow_mean, lr_start=lr, lr_end=lr,
+            threads=threads, seed=seed, **self._kernel_tables())
         return loss / max(1, pairs)
 
 
-class StaticVectors(EmbeddingDefaults, nn.Module):
+class StaticVectors(EmbeddingTables):
     """Word vectors made elsewhere (`dlcli convert vectors`): a table, nothing to train."""
 
+    tables = {"embedding.weight": "embedding"}
+
     def __init__(self, vocab_size: int, *, embedding_dim: int = 100):
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.embedding = np.zeros((vocab_size, embedding_dim), np.float32)
 
-    def vectors(self) -> torch.Tensor:
-        return self.embedding.weight
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.embedding(ids)
+    def vectors(self) -> np.ndarray:
+        return self.embedding

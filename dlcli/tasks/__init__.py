@@ -145,10 +145,10 @@ class Task(Protocol):
     def load_train_state(self, state: dict) -> None:
         """Take back what `train_state` returned (an empty dict: nothing was saved)."""
 
-    def kernel_batches(self, batch_size: int, generator, parts: int = 1) -> list:
-        """Batches for a model's own training kernel (a step strategy such as hogwild_sgd); `parts`
-        is the kernel's thread count, for a task that gives each thread its own stretch of data.
-        A batch's len() is its count of training examples."""
+    def kernel_batches(self, batch_size: int, seed: int, parts: int = 1) -> list:
+        """Batches for a model's own training kernel (a step strategy such as hogwild_sgd), in an
+        order drawn from `seed` (the epoch's); `parts` is the kernel's thread count, for a task that
+        gives each thread its own stretch of data. A batch's len() is its count of training examples."""
         raise RecipeError(f"train.optimizer: the {self.name} task has no batches for a training kernel")
 
     def collate_kernel(self, indices: list[int]) -> dict:

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dlcli.errors import DataError, RecipeError
-from dlcli.models.embedding import EmbeddingDefaults
+from dlcli.models.embedding import EmbeddingTables
 from dlcli.recipe import bounded, choice
 from dlcli.steps import KERNEL_STEPS
 from dlcli.tasks import DataSection, PredictSection, Task
@@ -93,7 +92,7 @@ class EmbedTask(Task):
     predict_section = EmbedPredict
     metrics = {"analogy_accuracy": True, "spearman": True}
     evaluate_options = frozenset({"restrict"})
-    autograd = False  # word2vec and GloVe train with their kernels only
+    autograd = False  # word2vec and GloVe train with their kernels only, NumPy tables without torch
     model_positional = 1  # vocab_size
 
     def __init__(self, vocab: TokenVocab):
@@ -115,6 +114,9 @@ class EmbedTask(Task):
         if recipe.vocab.type != "word":
             raise RecipeError(f"vocab.type: embeddings are trained over words, not {recipe.vocab.type!r}",
                               "use vocab type word (lowercase, pattern, min_freq, max_size)")
+        if recipe.train.ema_decay:
+            raise RecipeError("train.ema_decay: word vectors keep no shadow weights (their kernels update in place)",
+                              "remove train.ema_decay")
         if recipe.train.optimizer.type not in KERNEL_STEPS:
             raise RecipeError(f"train.optimizer: {recipe.model.type} trains with its own kernel, not "
                               f"{recipe.train.optimizer.type!r}",
@@ -170,8 +172,8 @@ class EmbedTask(Task):
         return f"{self._corpus_size[0]:,} words in {self._corpus_size[1]:,} lines, vocabulary " \
                f"{self.vocab.size - SPECIALS:,}"
 
-    def prepare_model(self, model: EmbeddingDefaults) -> None:
-        model.fit_counts(torch.from_numpy(self.counts))
+    def prepare_model(self, model: EmbeddingTables) -> None:
+        model.fit_counts(self.counts)
         if model.trains_on == "cooccurrence":
             from dlcli.text.cooccurrence import count_cooccurrences
 
@@ -197,15 +199,15 @@ class EmbedTask(Task):
     def train_batches(self, batch_size: int, generator) -> list:
         raise _kernel_only()
 
-    def kernel_batches(self, batch_size: int, generator, parts: int = 1) -> list:
+    def kernel_batches(self, batch_size: int, seed: int, parts: int = 1) -> list:
         """Sentences in corpus order, as word2vec reads them, each of the kernel's `parts` threads
         streaming its own stretch (corpus.side_by_side); or consecutive ranges of the epoch's
-        shuffled co-occurrence entries (a seeded permutation, computed as it is read)."""
+        shuffled co-occurrence entries (a permutation seeded by `seed`, computed as it is read)."""
         if self.entries is None:
             return side_by_side(self.corpus.starts, batch_size, parts)
         from dlcli.kernels.glove import EntryOrder
 
-        self._order = EntryOrder.shuffled(len(self.entries), int(torch.randint(2**62, (1,), generator=generator)))
+        self._order = EntryOrder.shuffled(len(self.entries), int(np.random.default_rng(seed).integers(2**62)))
         n = self.num_train
         return [range(i, min(n, i + batch_size)) for i in range(0, n, batch_size)]
 
@@ -226,9 +228,9 @@ class EmbedTask(Task):
 
     # ------------------------------------------------------------ scoring
 
-    def word_vectors(self, model) -> np.ndarray:
-        with torch.no_grad():
-            return model.vectors().detach().float().cpu().numpy()
+    def word_vectors(self, model: EmbeddingTables) -> np.ndarray:
+        """The model's vectors, float32: its own table where it gives one (not a copy)."""
+        return np.asarray(model.vectors(), dtype=np.float32)
 
     def export_vectors(self, model) -> tuple[list[str], np.ndarray]:
         """(words, their vectors) in vocabulary order, without the padding and unknown rows."""
@@ -259,6 +261,6 @@ class EmbedTask(Task):
         from dlcli.tasks.embed_output import predict_records
 
         if self._vectors is None:  # a loaded model does not change while it predicts
-            self._vectors = self.word_vectors(model)
+            self._vectors = self.word_vectors(model).copy()
             self._vectors[:SPECIALS] = 0.0  # padding and unknown are never an answer
         return predict_records(self.vocab, self._vectors, ids, texts, options)

@@ -103,7 +103,7 @@ def trained(cli, corpus) -> Path:
 
 def test_embed_records_vectors_words_and_unknowns(cli, trained):
     loaded = api.load_model(trained)
-    table = loaded.model.vectors().detach().numpy()
+    table = loaded.model.vectors()
     index = loaded.task.vocab.index
     line, word = cli("embed", trained, stdin=b"g1w1 g1w2 nosuchword\n").records()[0], None
     assert line["unknown"] == ["nosuchword"]
@@ -214,3 +214,24 @@ def test_gensim_reads_the_export_and_finds_the_same_neighbours(cli, trained, cor
         theirs = vectors.most_similar(query, topn=10)
         assert [n["word"] for n in ours] == [w for w, _ in theirs]
         assert [n["score"] for n in ours] == pytest.approx([s for _, s in theirs], abs=1e-5)
+
+
+@pytest.mark.parametrize("model", [{"type": "word2vec"}, {"type": "glove", "embedding_dim": 8, "window": 3}])
+def test_training_and_querying_word_vectors_never_import_torch(corpus, model):
+    """Word vectors are NumPy tables: torch (about 190 MB resident) stays out of `dlcli train`,
+    `dlcli embed` and `dlcli evaluate`, so their memory stays below gensim's."""
+    import subprocess
+    import sys
+
+    optimizer = {"type": "hogwild_adagrad" if model["type"] == "glove" else "hogwild_sgd", "lr": 0.05}
+    recipe, out = embed_recipe(corpus, model, epochs=1, optimizer=optimizer), corpus / "m.pt"
+    commands = [["train", str(recipe), "--out", str(out), "--quiet"], ["embed", str(out), "--neighbors", "2"],
+                ["evaluate", str(out), str(corpus / "pairs.tsv")]]
+    for argv in commands:
+        code = ("import sys, atexit\natexit.register(lambda: print('torch loaded:', 'torch' in sys.modules, "
+                f"file=sys.stderr))\nsys.argv = ['dlcli', *{argv!r}]\nfrom dlcli.cli import main\nmain()")
+        done = subprocess.run([sys.executable, "-c", code], input=b"g3w1\n", capture_output=True, cwd=corpus,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr.decode()
+        assert done.stderr.decode().strip().splitlines()[-1] == "torch loaded: False", argv
+        assert done.stdout.strip(), argv

@@ -25,9 +25,9 @@ def hogwild_calls(monkeypatch):
     calls = []
     original = FastText.hogwild_step
 
-    def spy(self, batch, lr, threads):
+    def spy(self, batch, lr, threads, seed):
         calls.append((lr, threads))
-        return original(self, batch, lr, threads)
+        return original(self, batch, lr, threads, seed)
 
     monkeypatch.setattr(FastText, "hogwild_step", spy)
     return calls

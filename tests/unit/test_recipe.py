@@ -13,7 +13,6 @@ from dlcli.errors import DataError, RecipeError
 from dlcli.models.textcnn import TextCNN
 from dlcli.recipe import Component, bind_kwargs, coerce, data_root, resolve_data_path
 from dlcli.registry import load_recipe, parse_recipe
-from dlcli.schedules import OPTIMIZERS
 
 
 def write_recipe_text(tmp_path: Path, text: str) -> Path:
@@ -111,7 +110,7 @@ def test_optimizer_lr_written_1e_3_becomes_float(tmp_path):
                                        "    type: adam\n    lr: 1e-3\n")
     recipe = load_recipe(path)
     assert recipe.train.optimizer.kwargs["lr"] == "1e-3"  # what YAML 1.1 gives
-    _, kwargs = registry.resolve("optimizer", OPTIMIZERS, recipe.train.optimizer, "train.optimizer")
+    _, kwargs = registry.resolve("optimizer", registry.OPTIMIZERS, recipe.train.optimizer, "train.optimizer")
     assert kwargs["lr"] == 0.001 and type(kwargs["lr"]) is float
 
 
