@@ -235,3 +235,18 @@ def test_training_and_querying_word_vectors_never_import_torch(corpus, model):
         assert done.returncode == 0, done.stderr.decode()
         assert done.stderr.decode().strip().splitlines()[-1] == "torch loaded: False", argv
         assert done.stdout.strip(), argv
+
+
+def test_checkpoints_written_by_torch_still_load(cli, trained, tmp_path):
+    """Before word vectors were NumPy tables their checkpoints were torch.save files of tensors:
+    such a file loads and answers as the one it was made from."""
+    import torch
+
+    from dlcli import checkpoint
+
+    content = checkpoint.load(trained)  # tensors, as the torch model's state_dict held them
+    old = tmp_path / "old.pt"
+    torch.save(content, old)
+    query = b"g3w1\ng6w2\n"
+    assert cli("embed", old, "--neighbors", "3", stdin=query).records() == \
+        cli("embed", trained, "--neighbors", "3", stdin=query).records()
