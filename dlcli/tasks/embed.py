@@ -242,7 +242,9 @@ class EmbedTask(Task):
         vectors, index = self.word_vectors(model), self.vocab.index
         restrict = (options or {}).get("restrict")
         if split.kind == "analogy":
-            return ev.analogy_report(vectors, index, split.items, self.vocab.lowercase, restrict)
+            # vectors made for this call (w + c) are normalized in place: a table's copy less at the run's peak
+            made = not any(np.may_share_memory(vectors, table) for table in model.parameters())
+            return ev.analogy_report(vectors, index, split.items, self.vocab.lowercase, restrict, scratch=made)
         return ev.similarity_report(vectors, index, split.items, self.vocab.lowercase)
 
     # ------------------------------------------------------------ prediction

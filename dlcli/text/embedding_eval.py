@@ -134,11 +134,20 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1 (float32); all-zero rows stay zero, so their cosines are 0."""
+UNIT_BLOCK = 4096  # rows normalized at a time: the squares that the norms need stay small
+
+
+def unit_rows(vectors: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """Rows scaled to length 1 (float32); all-zero rows stay zero, so their cosines are 0. Block by
+    block: the whole table's squares would cost another copy of it (25 MB for 62k x 100), and
+    each row's norm is the same either way. `in_place`: into `vectors` itself (float32)."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1).astype(np.float32)
+    out = vectors if in_place else np.empty_like(vectors)
+    for lo in range(0, len(vectors), UNIT_BLOCK):
+        block = vectors[lo:lo + UNIT_BLOCK]
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        np.divide(block, np.where(norms > 0, norms, 1).astype(np.float32), out=out[lo:lo + UNIT_BLOCK])
+    return out
 
 
 def _top_k(unit: np.ndarray, queries: np.ndarray, k: int,
@@ -177,10 +186,11 @@ def _lookup(index: dict[str, int], word: str, lowercase: bool, limit: int) -> in
 
 
 def analogy_report(vectors: np.ndarray, index: dict[str, int], questions: Sequence[Analogy],
-                   lowercase: bool, restrict: int | None = None, batch: int = 64) -> dict:
+                   lowercase: bool, restrict: int | None = None, batch: int = 64, scratch: bool = False) -> dict:
     """3CosAdd accuracy. Questions with a word outside the vocabulary, or (like gensim's
     restrict_vocab) outside the first `restrict` rows, are left out of the accuracies and counted
-    in `coverage`; answers are searched among those first rows too."""
+    in `coverage`; answers are searched among those first rows too. `scratch`: `vectors` (float32)
+    is the caller's to spend, normalized in place instead of copied."""
     limit = len(vectors) if restrict is None else min(restrict, len(vectors))
     covered, rows = [], []
     for q in questions:
@@ -191,7 +201,7 @@ def analogy_report(vectors: np.ndarray, index: dict[str, int], questions: Sequen
     correct = np.zeros(len(rows), dtype=bool)
     if rows:
         rows = np.asarray(rows, dtype=np.int64)  # (Q, 4)
-        unit = unit_rows(vectors[:limit])
+        unit = unit_rows(vectors[:limit], in_place=scratch)
         answers = np.concatenate([top[:, 0] for top, _ in _cos_add(unit, rows[:, :3], 1, batch)])
         correct = answers == rows[:, 3]
     return _tally(covered, correct, questions)

@@ -25,6 +25,7 @@ from dlcli.text.embedding_eval import (
     section_kind,
     similarity_report,
     spearman,
+    unit_rows,
 )
 
 DATASETS = Path("/work/shared/datasets")
@@ -302,3 +303,25 @@ def test_real_dev_files_match_their_readme_counts(name):
     report = analogy_report(vectors, {w: i for i, w in enumerate(vocab)}, questions, False)
     assert report["coverage"] == 1.0 and report["n"] == count
     assert {s: v["n"] for s, v in report["per_section"].items()} == sections
+
+
+def test_unit_rows_block_by_block_match_the_whole_table_and_can_work_in_place(monkeypatch):
+    import dlcli.text.embedding_eval as ev
+
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((1000, 7)).astype(np.float32)
+    table[3] = 0.0
+    whole = table / np.where((n := np.linalg.norm(table, axis=1, keepdims=True)) > 0, n, 1).astype(np.float32)
+    monkeypatch.setattr(ev, "UNIT_BLOCK", 64)
+    assert np.array_equal(unit_rows(table), whole) and not whole[3].any()
+    spent = table.copy()
+    assert unit_rows(spent, in_place=True) is spent and np.array_equal(spent, whole)
+
+
+def test_an_analogy_report_on_scratch_vectors_is_the_same_report():
+    questions = [Analogy("man", "woman", "king", "queen", "family", 1),
+                 Analogy("king", "queen", "man", "woman", "family", 2)]
+    kept = VECTORS.copy()
+    want = analogy_report(kept, INDEX, questions, False)
+    assert np.array_equal(kept, VECTORS)  # not scratch: untouched
+    assert analogy_report(VECTORS.copy(), INDEX, questions, False, scratch=True) == want
