@@ -4,7 +4,9 @@ The recipe names the strategy through `train.optimizer.type`: any torch optimize
 autograd (`AutogradStep`); `hogwild_sgd` and `hogwild_adagrad` hand each batch to the model's own
 compiled loop (`HogwildStep`: fastText's and word2vec's per-example lock-free SGD, GloVe's AdaGrad).
 A strategy refuses, as a RecipeError naming the key, every setting it cannot honour, so one recipe
-never trains a different algorithm on another device.
+never trains a different algorithm on another device. It also owns the randomness of training:
+the trainer hands it each epoch's seed for the batch order and each step's seed. torch is imported
+only by AutogradStep.
 """
 
 from __future__ import annotations
@@ -96,8 +98,9 @@ class AutogradStep:
 
 
 class HogwildStep:
-    """The model's `hogwild_step(batch, lr, threads)` over the task's kernel batches, on every CPU
-    thread (one with `train.deterministic`). Plain SGD on the CPU in one fp32 process by nature."""
+    """The model's `hogwild_step(batch, lr, threads, seed)` over the task's kernel batches, on
+    --threads CPU threads, else every CPU (one with `train.deterministic`). Plain SGD on the CPU in
+    one fp32 process by nature; it needs no torch, so a model of NumPy tables trains without it."""
 
     def __init__(self, model, net, task, optimizer, cfg, placement: Placement, precision: str,
                  threads: int | None = None):

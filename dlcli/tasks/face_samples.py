@@ -176,7 +176,7 @@ def to_batch(crops: CropSet) -> dict[str, torch.Tensor]:
 
 def augment(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Mirror half the crops (targets mirrored too), jitter brightness and contrast, and turn a
-    fifth grey. Draws from torch's global generator, which the trainer seeds per step."""
+    fifth grey. Draws from torch's global generator, which AutogradStep seeds per step."""
     images, boxes, points = batch["images"].clone(), batch["boxes"].clone(), batch["landmarks"].clone()
     n = len(images)
     flip = torch.rand(n) < 0.5

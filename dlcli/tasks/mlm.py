@@ -11,11 +11,11 @@ sentences: BERT packs several sentences into each segment, up to the length; tha
 
 Masking (Devlin et al. 2019): `data.mask_prob` (15%) of each sequence's non-special tokens, at
 least one, are predicted; of those 80% become [MASK], 10% a random token, 10% stay. Training draws
-the pairs and the masks in `collate` from torch's random stream, which the trainer seeds at every
-step, so a resumed run draws the same. The loss is the masked LM's cross-entropy (mean over the
-batch's masked tokens) plus the next-sentence cross-entropy. Scoring (`dlcli evaluate`, the dev
-metric) draws the same way from a fixed seed, so a file is scored on the same masks every time:
-mlm_accuracy, mlm_loss (nats per masked token), nsp_accuracy.
+the pairs and the masks in `collate` from torch's random stream, which the step strategy seeds at
+every step (from the trainer's step seed), so a resumed run draws the same. The loss is the masked
+LM's cross-entropy (mean over the batch's masked tokens) plus the next-sentence cross-entropy.
+Scoring (`dlcli evaluate`, the dev metric) draws the same way from a fixed seed, so a file is
+scored on the same masks every time: mlm_accuracy, mlm_loss (nats per masked token), nsp_accuracy.
 
 `dlcli embed` (`predict`): one vector per line, [CLS] text [SEP] through the encoder: `pool` cls
 (the last layer's [CLS] state, sentence-transformers' cls pooling; not BERT's tanh pooler) or mean
