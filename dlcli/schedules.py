@@ -51,9 +51,6 @@ class FactorSchedule:
         self.last_epoch += 1
         self._apply()
 
-    def get_last_lr(self) -> list[float]:
-        return [self.optimizer.param_groups[0]["lr"]]
-
     def state_dict(self) -> dict:
         return {"last_epoch": self.last_epoch, "base_lrs": [self.base_lr]}
 

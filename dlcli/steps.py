@@ -11,11 +11,10 @@ only by AutogradStep.
 
 from __future__ import annotations
 
-import os
-
 from dlcli.device import Placement
 from dlcli.errors import RecipeError
 from dlcli.schedules import LearningRate
+from dlcli.threads import kernel_threads
 
 
 class HogwildSGD(LearningRate):
@@ -35,20 +34,11 @@ class HogwildAdaGrad(HogwildSGD):
         super().__init__(params, lr=lr)
 
 
-def default_threads() -> int:
-    """A kernel's threads when --threads is not given: $OMP_NUM_THREADS if set (as torch reads it),
-    else every CPU this process may run on."""
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 class AutogradStep:
     """Collate, loss, backward, clip, the optimizer's step: every model, device and precision."""
 
     def __init__(self, model, net, task, optimizer, cfg, placement: Placement, precision: str,
-                 threads: int | None = None):
+                 threads: int | None = None):  # torch's threads: set by training.run before the model is built
         import torch
 
         self.model, self.net, self.task, self.optimizer = model, net, task, optimizer
@@ -105,7 +95,7 @@ class HogwildStep:
     def __init__(self, model, net, task, optimizer, cfg, placement: Placement, precision: str,
                  threads: int | None = None):
         self.model, self.task, self.optimizer = model, task, optimizer
-        self.threads = 1 if cfg.deterministic else threads or default_threads()
+        self.threads = 1 if cfg.deterministic else threads or kernel_threads()
 
     @staticmethod
     def check(recipe, task, placement: Placement | None = None) -> None:
@@ -141,7 +131,6 @@ class HogwildStep:
         """One kernel pass; `seed` (the step's) seeds the kernel's random stream."""
         value = self.model.hogwild_step(self.task.collate_kernel(indices), lr, self.threads, seed)
         check_finite(value)
-        self.optimizer.step()  # a no-op that keeps the schedule's step-order check quiet
         return value
 
     def state_dict(self) -> dict:

@@ -1,4 +1,5 @@
-"""How many CPU threads a prediction command uses (`--threads`), decided without importing torch."""
+"""How many CPU threads a prediction command or a training kernel uses (`--threads`), decided
+without importing torch."""
 
 from __future__ import annotations
 
@@ -20,10 +21,20 @@ def inference_threads(requested: int | None = None) -> int:
         if requested < 1:
             raise RecipeError(f"--threads: {requested} is below 1")
         return requested
+    return _env_threads() or DEFAULT_INFERENCE_THREADS
+
+
+def kernel_threads() -> int:
+    """A training kernel's threads when --threads is not given: $OMP_NUM_THREADS if set (as torch
+    reads it), else every CPU this process may run on."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return _env_threads() or cpus
+
+
+def _env_threads() -> int | None:
+    """$OMP_NUM_THREADS when it is a positive number."""
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return DEFAULT_INFERENCE_THREADS
+    return int(env) if env.isdigit() and int(env) > 0 else None
 
 
 def set_inference_threads(requested: int | None = None) -> int:

@@ -133,10 +133,8 @@ def _no_storage(key: str, dtype: np.dtype, numel: int):
 # ---------------------------------------------------------------- writing
 
 _STORAGE_OF_NUMPY = {np.dtype(t): name for name, t in STORAGES.items()}
-_TORCH_STORAGE_NAMES = {"float32": "FloatStorage", "float64": "DoubleStorage", "float16": "HalfStorage",
-                        "bfloat16": "BFloat16Storage", "int64": "LongStorage", "int32": "IntStorage",
-                        "int16": "ShortStorage", "int8": "CharStorage", "uint8": "ByteStorage", "bool": "BoolStorage",
-                        "complex64": "ComplexFloatStorage", "complex128": "ComplexDoubleStorage"}
+# torch's dtype names are NumPy's, and bfloat16 has no NumPy type
+_TORCH_STORAGE_NAMES = {dtype.name: name for dtype, name in _STORAGE_OF_NUMPY.items()} | {"bfloat16": "BFloat16Storage"}
 
 
 _TUPLE_OPCODES = {0: b")", 1: b"\x85", 2: b"\x86", 3: b"\x87"}  # TUPLE1-3 take no mark

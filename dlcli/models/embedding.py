@@ -7,7 +7,7 @@ It trains on one of two inputs, the corpus itself (word2vec) or its co-occurrenc
 and defines `vectors()`: the (V, D) word vectors it gives (rows 0 and 1, padding and unknown,
 never train). It offers what the trainer and the loader ask of a model: `state_dict` and
 `load_state_dict` under the names the torch modules that these models once were gave their
-tensors (so their files load unchanged), `parameters`, `train` and `eval`.
+tensors (so their files load unchanged), `parameters` and `eval`.
 """
 
 from __future__ import annotations
@@ -52,9 +52,6 @@ class EmbeddingTables:
 
     def parameters(self) -> list[np.ndarray]:
         return [getattr(self, attr) for name, attr in self.tables.items() if name not in self.buffers]
-
-    def train(self, mode: bool = True) -> EmbeddingTables:
-        return self
 
     def eval(self) -> EmbeddingTables:
         return self
